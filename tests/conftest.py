@@ -1,0 +1,48 @@
+"""Session fixtures: a snapshot of the template working tree, cached renders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import RenderCache, snapshot_working_tree
+
+
+@pytest.fixture(scope="session")
+def template_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template working tree as it is now, without .git (one per xdist worker)."""
+    return snapshot_working_tree(tmp_path_factory.mktemp("template-src"))
+
+
+@pytest.fixture(scope="session")
+def renders(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
+    return RenderCache(template_src, tmp_path_factory.mktemp("renders"))
+
+
+@pytest.fixture(scope="session")
+def mypy_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache per xdist worker, reused across renders in that worker."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+@pytest.fixture(scope="session")
+def git_identity() -> Iterator[None]:
+    """Commit identity for tests that drive git (and copier's own git calls)."""
+    keys = {
+        "GIT_AUTHOR_NAME": "Template Tests",
+        "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+        "GIT_COMMITTER_NAME": "Template Tests",
+        "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+    }
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,176 @@
+"""The one place that lists what the template's questions can be answered with.
+
+Adding a choice or boolean question to ``copier.yml`` means adding one line to
+``DOMAINS`` (``test_matrix_covers_questionnaire`` fails until you do). Adding a
+file that exists only for some answers means adding one line to
+``CONDITIONAL_PATHS``.
+
+The derived case list (``CASES``) is:
+
+* ``defaults``: only ``project_name`` is given;
+* every value of every domain alone (the others left at their defaults);
+* a pairwise (allpairspy) covering array over all domains;
+* a few identity cases exercising the derived ``project_slug``/``package_name``.
+
+Cases whose effective answers coincide with an earlier case are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from allpairspy import AllPairs  # type: ignore[import-untyped]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COPIER_YML = REPO_ROOT / "copier.yml"
+
+Answers = dict[str, Any]
+
+# Question -> every value it accepts. One line per choice/bool question.
+DOMAINS: dict[str, list[Any]] = {
+    "python_version": ["3.11", "3.12", "3.13"],
+    "database": ["sqlite", "postgresql"],
+    "redis": [False, True],
+}
+
+# Always given: copier.yml has no default for project_name.
+BASE_ANSWERS: Answers = {"project_name": "Acme Order Service"}
+
+# Free-text identity answers worth rendering on top of BASE_ANSWERS.
+IDENTITY_CASES: dict[str, Answers] = {
+    # Derived slug/package from a name with dots, digits and underscores.
+    "identity-derived": {"project_name": "Q.2 billing_API v3"},
+    # Explicit slug and package that differ from the derived ones.
+    "identity-explicit": {
+        "project_name": "Orders",
+        "project_slug": "order-api",
+        "package_name": "orders_core",
+        "description": "Takes orders; ships them.",
+        "author_name": "Jane O'Neil",
+        "author_email": "jane.oneil+svc@mail.example.org",
+    },
+}
+
+# Rendered path (``{package_name}`` is substituted) -> predicate on the effective
+# answers telling whether the path must exist. Paths are relative to the render.
+CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
+    "src/{package_name}/core/redis.py": lambda a: bool(a["redis"]),
+}
+
+# Paths that every render must contain (the contract of the generated project).
+REQUIRED_PATHS: list[str] = [
+    "pyproject.toml",
+    "Makefile",
+    "README.md",
+    "alembic.ini",
+    ".copier-answers.yml",
+    "compose.yaml",
+    "Dockerfile",
+    ".github/workflows/ci.yml",
+    "src/{package_name}/__init__.py",
+    "tests",
+]
+
+
+def load_questionnaire() -> dict[str, Any]:
+    """The questions of copier.yml (settings starting with ``_`` removed)."""
+    with COPIER_YML.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    assert isinstance(data, dict)
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def asked_questions() -> dict[str, dict[str, Any]]:
+    """Questions that are asked and stored (not ``when: false`` derived values)."""
+    return {
+        name: spec
+        for name, spec in load_questionnaire().items()
+        if isinstance(spec, dict) and spec.get("when", True) is not False
+    }
+
+
+def _domain_defaults() -> Answers:
+    questions = load_questionnaire()
+    defaults: Answers = {}
+    for name in DOMAINS:
+        spec = questions.get(name)
+        if isinstance(spec, dict) and "default" in spec:
+            defaults[name] = spec["default"]
+    return defaults
+
+
+def slugify(name: str) -> str:
+    """Mirror of copier.yml's project_slug default (used to predict paths)."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", name.strip().lower())
+    return re.sub(r"^-+|-+$", "", slug)
+
+
+def effective_answers(data: Mapping[str, Any]) -> Answers:
+    """Answers as the template will see them: given data over defaults."""
+    answers: Answers = {**_domain_defaults(), **data}
+    answers.setdefault("project_slug", slugify(str(answers["project_name"])))
+    answers.setdefault("package_name", str(answers["project_slug"]).replace("-", "_"))
+    return answers
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    data: Answers = field(default_factory=dict)
+
+    @property
+    def answers(self) -> Answers:
+        return effective_answers(self.data)
+
+
+def _value_id(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _case_id(data: Mapping[str, Any]) -> str:
+    return "-".join(f"{k}={_value_id(v)}" for k, v in data.items() if k in DOMAINS)
+
+
+def _build_cases() -> list[Case]:
+    candidates: list[Case] = [Case("defaults", dict(BASE_ANSWERS))]
+    for name, values in DOMAINS.items():
+        for value in values:
+            candidates.append(Case(f"{name}={_value_id(value)}", {**BASE_ANSWERS, name: value}))
+    names = list(DOMAINS)
+    for row in AllPairs([DOMAINS[n] for n in names]):
+        data = {**BASE_ANSWERS, **dict(zip(names, row, strict=True))}
+        candidates.append(Case("pairwise:" + _case_id(data), data))
+    for case_id, identity in IDENTITY_CASES.items():
+        candidates.append(Case(case_id, dict(identity)))
+
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    cases: list[Case] = []
+    for case in candidates:
+        key = tuple(sorted((k, repr(v)) for k, v in case.answers.items()))
+        if key not in seen:
+            seen.add(key)
+            cases.append(case)
+    return cases
+
+
+CASES: list[Case] = _build_cases()
+
+# Named profiles for the slow tier.
+PROFILES: dict[str, Answers] = {
+    "sqlite": dict(BASE_ANSWERS),
+    "postgresql-redis": {**BASE_ANSWERS, "database": "postgresql", "redis": True},
+}
+
+# Everything switched on, for checks that want the largest render.
+ALL_ON: Answers = {
+    **BASE_ANSWERS,
+    **{name: values[-1] for name, values in DOMAINS.items()},
+}
