@@ -1,0 +1,1 @@
+"""Cross-cutting building blocks every feature slice depends on."""

@@ -1,0 +1,58 @@
+"""Assembles a FastAPI application from the core and the slices the service was built with.
+
+Each slice contributes a lifespan (open connections, register readiness checks, close on
+shutdown) and routers; ``build_app`` enters the lifespans in order and leaves them in
+reverse, so nothing here changes when a slice is added.
+"""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI
+
+from .. import SERVICE_NAME
+from .auth.dependencies import auth_lifespan
+from .errors import install_error_handlers
+from .health import ReadinessChecks
+from .health import router as health_router
+from .logging import configure_logging
+from .middleware import RequestContextMiddleware
+from .settings import Settings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+logger = structlog.stdlib.get_logger(__name__)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    version: str,
+    lifespans: Sequence[Lifespan] = (),
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    configure_logging(settings.logging)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for part in (auth_lifespan, *lifespans):
+                await stack.enter_async_context(part(app))
+            logger.info("service started", environment=settings.environment, version=version)
+            yield
+            logger.info("service stopping")
+
+    app = FastAPI(
+        title=SERVICE_NAME,
+        version=version,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.readiness = ReadinessChecks()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    for router in routers:
+        app.include_router(router)
+    return app

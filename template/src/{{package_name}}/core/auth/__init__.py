@@ -1,0 +1,1 @@
+"""Bearer JWT authentication and role checks shared by every slice."""

@@ -1,0 +1,86 @@
+"""Outermost ASGI middleware: request id, one access-log line per request, last-resort 500.
+
+It is plain ASGI rather than ``BaseHTTPMiddleware`` so streaming responses are not
+buffered and the request's context variables stay visible to the handlers.
+"""
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import problem_response
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Accept a caller's id only if it is short and printable, so it is safe to log and echo.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+logger = structlog.stdlib.get_logger("access")
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/items/{item_id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error")
+            if response_started:
+                raise
+            # Never leak a stack trace: the client gets a problem document, the log the details.
+            response = problem_response(
+                500,
+                "An unexpected error occurred.",
+                instance=scope["path"],
+                request_id=request_id,
+            )
+            await response(scope, receive, send_with_request_id)
+        finally:
+            logger.info(
+                "request",
+                method=scope["method"],
+                route=route_template(scope),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            structlog.contextvars.clear_contextvars()

@@ -1,0 +1,1 @@
+"""Example domain slice: a catalogue of items. Copy its layout for new domains."""

@@ -1,0 +1,85 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from ..core.auth.dependencies import PrincipalDep, require_roles
+from ..core.errors import PreconditionFailedError, problem_responses
+from ..core.etags import etag_for, if_match_allows, if_none_match_hits
+from .dependencies import ItemDep, ItemServiceDep
+from .models import Item
+from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
+
+router = APIRouter(prefix="/api/v1/items", tags=["items"])
+
+IfMatch = Annotated[
+    str | None, Header(description="ETag from a previous read; 412 if the item changed since")
+]
+
+
+def _check_if_match(header: str | None, item: Item) -> None:
+    if not if_match_allows(header, etag_for(item.version)):
+        raise PreconditionFailedError(f"item {item.id} changed; it is at version {item.version}")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 409, 422),
+)
+async def create_item(
+    principal: PrincipalDep, body: ItemCreate, service: ItemServiceDep, response: Response
+) -> ItemRead:
+    item = await service.create(body, created_by=principal.subject)
+    response.headers["Location"] = f"{router.prefix}/{item.id}"
+    response.headers["ETag"] = etag_for(item.version)
+    return ItemRead.model_validate(item)
+
+
+@router.get("", responses=problem_responses(422))
+async def list_items(query: Annotated[ItemQuery, Query()], service: ItemServiceDep) -> ItemPage:
+    items, total = await service.list(query)
+    return ItemPage(
+        items=[ItemRead.model_validate(item) for item in items],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+@router.get(
+    "/{item_id}",
+    response_model=ItemRead,
+    responses={304: {"description": "Not Modified"}, **problem_responses(404, 422)},
+)
+async def get_item(item: ItemDep, request: Request, response: Response) -> ItemRead | Response:
+    etag = etag_for(item.version)
+    if if_none_match_hits(request.headers.get("if-none-match"), etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return ItemRead.model_validate(item)
+
+
+@router.patch("/{item_id}", responses=problem_responses(401, 404, 409, 412, 422))
+async def update_item(
+    _: PrincipalDep,
+    item: ItemDep,
+    changes: ItemUpdate,
+    service: ItemServiceDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ItemRead:
+    _check_if_match(if_match, item)
+    updated = await service.update(item, changes)
+    response.headers["ETag"] = etag_for(updated.version)
+    return ItemRead.model_validate(updated)
+
+
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(require_roles("admin"))],
+    responses=problem_responses(401, 403, 404, 412, 422),
+)
+async def delete_item(item: ItemDep, service: ItemServiceDep, if_match: IfMatch = None) -> None:
+    _check_if_match(if_match, item)
+    await service.delete(item)

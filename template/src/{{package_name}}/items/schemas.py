@@ -1,0 +1,83 @@
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Description = Annotated[str, StringConstraints(max_length=1000)]
+PriceCents = Annotated[int, Field(ge=0, le=1_000_000_000, description="Price in cents")]
+Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class ItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Description | None = None
+    price_cents: PriceCents
+    quantity: Quantity = 0
+
+
+class ItemUpdate(BaseModel):
+    """A partial update: only the fields sent are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+    price_cents: PriceCents | None = None
+    quantity: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _not_empty_or_null(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        # description may be cleared with null; the other fields are required on an item.
+        nulled = {f for f in self.model_fields_set - {"description"} if getattr(self, f) is None}
+        if nulled:
+            raise ValueError(f"these fields cannot be null: {', '.join(sorted(nulled))}")
+        return self
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+    price_cents: int
+    quantity: int
+    created_by: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+SortKey = Literal["name", "-name", "price_cents", "-price_cents", "created_at", "-created_at"]
+
+
+class ItemQuery(BaseModel):
+    """List parameters; unknown query parameters are refused rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+    q: str | None = Field(default=None, max_length=100, description="Name contains (any case)")
+    min_price_cents: PriceCents | None = None
+    max_price_cents: PriceCents | None = None
+    sort: SortKey = "created_at"
+
+    @model_validator(mode="after")
+    def _price_range(self) -> Self:
+        low, high = self.min_price_cents, self.max_price_cents
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_price_cents must not exceed max_price_cents")
+        return self
+
+
+class ItemPage(BaseModel):
+    items: list[ItemRead]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,69 @@
+"""Item use cases. Raises problem errors; knows nothing about HTTP requests."""
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..core.errors import ConflictError, NotFoundError
+from .models import Item
+from .schemas import ItemCreate, ItemQuery, ItemUpdate
+
+
+class ItemService:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def create(self, data: ItemCreate, *, created_by: str) -> Item:
+        item = Item(**data.model_dump(), created_by=created_by)
+        self._session.add(item)
+        await self._commit(name=data.name)
+        return item
+
+    async def get(self, item_id: int) -> Item:
+        item = await self._session.get(Item, item_id)
+        if item is None:
+            raise NotFoundError(f"item {item_id} does not exist")
+        return item
+
+    async def list(self, query: ItemQuery) -> tuple[list[Item], int]:
+        conditions: list[ColumnElement[bool]] = []
+        if query.q:
+            conditions.append(Item.name.icontains(query.q, autoescape=True))
+        if query.min_price_cents is not None:
+            conditions.append(Item.price_cents >= query.min_price_cents)
+        if query.max_price_cents is not None:
+            conditions.append(Item.price_cents <= query.max_price_cents)
+        total = await self._session.scalar(
+            select(func.count()).select_from(Item).where(*conditions)
+        )
+        column = getattr(Item, query.sort.removeprefix("-"))
+        order = column.desc() if query.sort.startswith("-") else column.asc()
+        rows = await self._session.scalars(
+            select(Item)
+            .where(*conditions)
+            .order_by(order, Item.id.asc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        return list(rows), total or 0
+
+    async def update(self, item: Item, changes: ItemUpdate) -> Item:
+        for field, value in changes.model_dump(exclude_unset=True).items():
+            setattr(item, field, value)
+        await self._commit(name=changes.name)
+        return item
+
+    async def delete(self, item: Item) -> None:
+        await self._session.delete(item)
+        await self._commit()
+
+    async def _commit(self, *, name: str | None = None) -> None:
+        try:
+            await self._session.commit()
+        except StaleDataError as exc:
+            await self._session.rollback()
+            raise ConflictError("the item was changed concurrently; fetch it and retry") from exc
+        except IntegrityError as exc:
+            await self._session.rollback()
+            raise ConflictError(f"an item named {name!r} already exists") from exc
