@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,88 @@ def require(condition: bool, message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: missing prerequisites fail, they are never skipped)")
     pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- #
+# Interpreters and tools for running a rendered project's own Makefile
+# --------------------------------------------------------------------------- #
+
+
+def _interpreter(exe: str, version: str) -> str | None:
+    """The real executable behind ``exe`` (shims resolved) if it runs ``version``."""
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or lines[0] != version:
+        return None
+    return lines[1]
+
+
+def find_python(version: str) -> str | None:
+    """A real interpreter for ``version`` (e.g. "3.12") that uv can use offline.
+
+    uv cannot download interpreters here, and pyenv shims for non-global
+    versions fail (or, given as UV_PYTHON, make uv recreate the venv on every
+    call), so look in the usual install locations first, then on PATH.
+    """
+    candidates = [
+        str(p)
+        for pattern in (
+            f"root/.pyenv/versions/{version}*/bin/python{version}",
+            f"{str(Path.home()).lstrip('/')}/.pyenv/versions/{version}*/bin/python{version}",
+            f"usr/local/bin/python{version}",
+            f"usr/bin/python{version}",
+        )
+        for p in sorted(Path("/").glob(pattern))
+    ]
+    found = shutil.which(f"python{version}")
+    if found:
+        candidates.append(found)
+    for exe in candidates:
+        real = _interpreter(exe, version)
+        if real:
+            return real
+    return None
+
+
+def find_uv() -> str | None:
+    found = shutil.which("uv")
+    if found:
+        return found
+    local = Path.home() / ".local" / "bin" / "uv"
+    return str(local) if local.is_file() else None
+
+
+def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for commands run inside a render: no trace of this repo's venv."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME"}
+        and not k.startswith("APP_")
+        and not k.startswith("PYTEST_")
+    }
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env.update(extra or {})
+    return env
+
+
+def file_hashes(root: Path, ignore: frozenset[str] = frozenset()) -> dict[str, str]:
+    """sha256 of every file under ``root`` whose path has no part in ``ignore``."""
+    hashes: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if ignore & set(rel.parts) or not path.is_file():
+            continue
+        hashes[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes

@@ -8,6 +8,7 @@ copier 9.19's run_copy(defaults=True, data=...) raises ValueError:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,12 @@ def test_valid_edge_answer_is_accepted(
     recorded = read_answers(dst)
     for key, value in {**data, **expected}.items():
         assert recorded[key] == value
+
+
+def test_questionnaire_renders_without_warnings(tmp_path: Path, template_src: Path) -> None:
+    """Validators and defaults must not rely on deprecated behaviour (e.g. bad escapes)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render(template_src, tmp_path / "out", BASE_ANSWERS)
+    messages = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+    assert not messages, "rendering warned:\n" + "\n".join(messages)

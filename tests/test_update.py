@@ -1,0 +1,150 @@
+"""Update tier: `copier update` of a generated project across template versions.
+
+The template working tree is snapshotted into a throwaway git repository and
+tagged, so these tests exercise the files as they are on disk, committed or not.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import copier
+import pytest
+from helpers import read_answers, render, snapshot_working_tree
+from matrix import BASE_ANSWERS
+
+pytestmark = [pytest.mark.update, pytest.mark.usefixtures("git_identity")]
+
+CONFLICT_MARKERS = ("<<<<<<<", ">>>>>>>")
+NOT_PROJECT = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}"
+    return result.stdout
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """The template working tree as a git repository tagged 0.1.0."""
+    repo = snapshot_working_tree(tmp_path / "template-repo")
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, "template 0.1.0")
+    git(repo, "tag", "0.1.0")
+    return repo
+
+
+def generate(template_repo: Path, dst: Path, **answers: object) -> Path:
+    render(template_repo, dst, {**BASE_ANSWERS, **answers}, vcs_ref="0.1.0")
+    git(dst, "init", "-q", "-b", "main")
+    commit_all(dst, "Generate from template")
+    return dst
+
+
+def project_problems(project: Path) -> list[str]:
+    """Conflict markers and .rej files anywhere in the project."""
+    problems: list[str] = []
+    for path in sorted(project.rglob("*")):
+        rel = path.relative_to(project)
+        if NOT_PROJECT & set(rel.parts) or not path.is_file():
+            continue
+        if path.suffix == ".rej" or path.name.endswith(".orig"):
+            problems.append(f"{rel}: leftover from a failed merge")
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.startswith(CONFLICT_MARKERS):
+                problems.append(f"{rel}:{lineno}: conflict marker {line[:7]!r}")
+    return problems
+
+
+USER_FUNCTION = '''
+
+def user_added_helper() -> str:
+    """Added by the service's developers after generation."""
+    return "kept across updates"
+'''
+
+
+def edit_user_code(project: Path) -> tuple[Path, Path]:
+    pkg = read_answers(project)["package_name"]
+    service = project / "src" / pkg / "items" / "service.py"
+    assert service.is_file(), f"{service.relative_to(project)} is part of the contract"
+    service.write_text(service.read_text(encoding="utf-8") + USER_FUNCTION, encoding="utf-8")
+    readme = project / "README.md"
+    lines = readme.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines, "README.md is empty"
+    lines[0] = lines[0].rstrip("\n") + " (maintained by the orders team)\n"
+    readme.write_text("".join(lines), encoding="utf-8")
+    commit_all(project, "User edits")
+    return service, readme
+
+
+def test_update_to_new_template_version_keeps_user_edits(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    project = generate(template_repo, tmp_path / "svc")
+    assert read_answers(project)["_commit"] == "0.1.0"
+    service, readme = edit_user_code(project)
+    readme_first_line = readme.read_text(encoding="utf-8").splitlines()[0]
+
+    # Template 0.2.0: a line appended to the README template, and a new file.
+    readme_template = template_repo / "template" / "README.md.jinja"
+    assert readme_template.is_file()
+    with readme_template.open("a", encoding="utf-8") as fh:
+        fh.write("\nTemplate 0.2.0 added this line.\n")
+    new_doc = template_repo / "template" / "docs" / "upgrading.md"
+    new_doc.parent.mkdir(parents=True, exist_ok=True)
+    new_doc.write_text("# Upgrading\n\nAdded in template 0.2.0.\n", encoding="utf-8")
+    commit_all(template_repo, "template 0.2.0")
+    git(template_repo, "tag", "0.2.0")
+
+    copier.run_update(
+        str(project), vcs_ref="0.2.0", defaults=True, overwrite=True, unsafe=True, quiet=True
+    )
+
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    readme_text = readme.read_text(encoding="utf-8")
+    assert readme_text.splitlines()[0] == readme_first_line, "user README edit lost"
+    assert "Template 0.2.0 added this line." in readme_text, "template README change missing"
+    assert (
+        (project / "docs" / "upgrading.md")
+        .read_text(encoding="utf-8")
+        .endswith("Added in template 0.2.0.\n")
+    )
+    assert not project_problems(project), "\n".join(project_problems(project))
+    assert read_answers(project)["_commit"] == "0.2.0"
+
+
+def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
+    project = generate(template_repo, tmp_path / "svc", redis=False)
+    pkg = read_answers(project)["package_name"]
+    redis_module = project / "src" / pkg / "core" / "redis.py"
+    assert not redis_module.exists()
+    service, _ = edit_user_code(project)
+
+    copier.run_update(
+        str(project),
+        data={"redis": True},
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+    )
+
+    assert redis_module.is_file(), "redis module missing after switching redis on"
+    assert read_answers(project)["redis"] is True
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    compose = (project / "compose.yaml").read_text(encoding="utf-8")
+    assert "redis" in compose, "compose.yaml did not gain the redis service"
