@@ -262,6 +262,34 @@ def test_pyproject_matches_answers(project: Path) -> None:
     assert (project / "src" / answers["package_name"]).is_dir()
 
 
+def test_python_version_is_consistent(project: Path) -> None:
+    """The python_version answer reaches every place that names a Python version."""
+    version = str(read_answers(project)["python_version"])
+    tag = "py" + version.replace(".", "")
+    problems: list[str] = []
+    python_version_file = project / ".python-version"
+    if (
+        python_version_file.exists()
+        and python_version_file.read_text(encoding="utf-8").strip() != version
+    ):
+        problems.append(".python-version")
+    tools = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8")).get("tool", {})
+    if tools.get("ruff", {}).get("target-version", tag) != tag:
+        problems.append(f"[tool.ruff] target-version = {tools['ruff']['target-version']!r}")
+    if str(tools.get("mypy", {}).get("python_version", version)) != version:
+        problems.append(f"[tool.mypy] python_version = {tools['mypy']['python_version']!r}")
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    for image in re.findall(r"^FROM\s+(?:--\S+\s+)?python:(\S+)", dockerfile, re.MULTILINE):
+        if not image.startswith(f"{version}-") and image != version:
+            problems.append(f"Dockerfile FROM python:{image}")
+    for workflow in sorted((project / ".github" / "workflows").glob("*.y*ml")):
+        text = workflow.read_text(encoding="utf-8")
+        for found in re.findall(r"python-version:\s*[\"']?([^\"'\s]+)", text):
+            if found != version:
+                problems.append(f"{workflow.relative_to(project)}: python-version {found}")
+    assert not problems, f"python_version={version} not used in: {problems}"
+
+
 def test_compose_services_match_answers(project: Path) -> None:
     answers = read_answers(project)
     compose_file = project / "compose.yaml"
