@@ -53,6 +53,13 @@ IDENTITY_CASES: dict[str, Answers] = {
         "author_name": "Jane O'Neil",
         "author_email": "jane.oneil+svc@mail.example.org",
     },
+    # The longest project_name the validator accepts (60 characters), with every
+    # backend on: long derived names must not push generated lines past the limit.
+    "identity-longest": {
+        "project_name": "Enterprise Customer Loyalty And Rewards Points Ledger Svc v2",
+        "database": "postgresql",
+        "redis": True,
+    },
 }
 
 # Rendered path (``{package_name}`` is substituted) -> predicate on the effective
