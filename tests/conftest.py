@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RenderCache, snapshot_working_tree
+from helpers import RenderCache, run_scratch_dir, snapshot_working_tree
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,8 @@ def template_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def renders(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> RenderCache:
-    return RenderCache(template_src, tmp_path_factory.mktemp("renders"))
+    """Renders shared by every xdist worker of this run."""
+    return RenderCache(template_src, run_scratch_dir(tmp_path_factory) / "renders")
 
 
 @pytest.fixture(scope="session")

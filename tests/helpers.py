@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +59,50 @@ def read_answers(project: Path) -> dict[str, Any]:
     return data
 
 
+def run_scratch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory shared by all xdist workers of this run (and only this run)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """An exclusive advisory lock across the processes of this run."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def safe_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in key)
+
+
 class RenderCache:
-    """Renders each answer set once per worker (renders are read-only for checks)."""
+    """Renders each answer set once per test run, shared by the xdist workers.
+
+    Renders are read-only for the checks that use them; a lock makes the first
+    worker that needs a render produce it while the others wait.
+    """
 
     def __init__(self, src: Path, root: Path) -> None:
         self.src = src
         self.root = root
-        self._renders: dict[str, Path] = {}
 
     def get(self, key: str, answers: Mapping[str, Any]) -> Path:
-        if key not in self._renders:
-            safe = "".join(c if c.isalnum() or c in "-_=." else "_" for c in key)
-            dst = self.root / safe
-            render(self.src, dst, answers)
-            self._renders[key] = dst
-        return self._renders[key]
+        name = safe_name(key)
+        dst = self.root / name
+        done = self.root / f"{name}.done"
+        with locked(self.root / f"{name}.lock"):
+            if not done.exists():
+                if dst.exists():
+                    shutil.rmtree(dst)  # a half-written render from a crashed worker
+                render(self.src, dst, answers)
+                done.touch()
+        return dst
 
 
 # --------------------------------------------------------------------------- #

@@ -1,14 +1,19 @@
 """Slow tier: render full profiles and run the rendered project's own Makefile.
 
-Each profile gets its own render with its own ``.venv`` (created by ``uv run``
-inside the Makefile). The PostgreSQL profile talks to the real servers named by
-``APP_DATABASE__URL``/``APP_REDIS__URL``; under CI=true an unreachable server
-fails the test, elsewhere it skips.
+Each profile is rendered once per run for ``make lint``/``make test`` and once more,
+fresh, for ``make format``; each render gets its own ``.venv`` (created by ``uv run``
+inside the Makefile). The xdist workers share the renders; a lock per render runs
+one make target at a time in it.
+
+The PostgreSQL profile talks to the real servers named by ``APP_DATABASE__URL`` and
+``APP_REDIS__URL``; under CI=true an unreachable server fails the test, elsewhere it
+skips.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +25,14 @@ from helpers import (
     file_hashes,
     find_python,
     find_uv,
+    locked,
     project_env,
-    read_answers,
     render,
     require,
+    run_scratch_dir,
     tcp_reachable,
 )
-from matrix import PROFILES
+from matrix import PROFILES, effective_answers
 
 pytestmark = pytest.mark.profile
 
@@ -52,21 +58,37 @@ TOOL_ARTIFACTS = frozenset(
 @dataclass
 class Profile:
     name: str
-    path: Path
+    answers: dict[str, Any]
+    root: Path  # this profile's scratch directory, shared by the xdist workers
     env: dict[str, str]
-    pristine: dict[str, str]  # file hashes right after rendering
+    template_src: Path
 
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
+    def project(self, variant: str) -> Path:
+        """The profile rendered once per run into ``root/variant`` (workers share it)."""
+        path = self.root / variant
+        done = self.root / f"{variant}.done"
+        with locked(self.root / f"{variant}.lock"):
+            if not done.exists():
+                if path.exists():
+                    shutil.rmtree(path)  # a half-written render from a crashed worker
+                render(self.template_src, path, self.answers)
+                done.touch()
+        return path
+
+    def make(self, variant: str, target: str) -> subprocess.CompletedProcess[str]:
+        """Run a make target in a render, alone among that render's targets."""
+        cwd = self.project(variant)
         try:
-            return subprocess.run(
-                ["make", target],
-                cwd=self.path,
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=MAKE_TIMEOUT,
-                check=False,
-            )
+            with locked(self.root / f"{variant}.lock"):
+                return subprocess.run(
+                    ["make", target],
+                    cwd=cwd,
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=MAKE_TIMEOUT,
+                    check=False,
+                )
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"`make {target}` in the {self.name} render timed out after {exc.timeout}s")
 
@@ -85,30 +107,24 @@ def _check_services(env: dict[str, str]) -> None:
         )
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(name, id=name, marks=pytest.mark.xdist_group(f"profile-{name}"))
-        for name in PROFILES
-    ]
-
-
-@pytest.fixture(scope="module", params=_params())
+@pytest.fixture(scope="module", params=list(PROFILES))
 def profile(
     request: pytest.FixtureRequest, template_src: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Profile:
     name = request.param
     assert isinstance(name, str)
+    answers = dict(PROFILES[name])
     uv = find_uv()
     require(uv is not None, "uv is not installed (the rendered Makefile runs everything with uv)")
     assert uv is not None
-    path = render(template_src, tmp_path_factory.mktemp(f"profile-{name}") / "svc", PROFILES[name])
-    pristine = file_hashes(path, TOOL_ARTIFACTS)
-    version = str(read_answers(path)["python_version"])
+    version = str(effective_answers(answers)["python_version"])
     python = find_python(version)
-    require(python is not None, f"no Python {version} interpreter found for the {name} render")
+    require(python is not None, f"no Python {version} interpreter found for the {name} profile")
     assert python is not None
     env = project_env({"UV": uv, "UV_PYTHON": python, **PROFILE_ENV[name]})
-    return Profile(name=name, path=path, env=env, pristine=pristine)
+    root = run_scratch_dir(tmp_path_factory) / "profiles" / name
+    root.mkdir(parents=True, exist_ok=True)
+    return Profile(name=name, answers=answers, root=root, env=env, template_src=template_src)
 
 
 def _report(result: subprocess.CompletedProcess[str]) -> str:
@@ -117,24 +133,27 @@ def _report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_make_format_changes_nothing(profile: Profile) -> None:
-    result = profile.make("format")
+    """`make format` on a fresh render of its own (lint and test use another one)."""
+    project = profile.project("format")
+    before = file_hashes(project, TOOL_ARTIFACTS)
+    result = profile.make("format", "format")
     assert result.returncode == 0, _report(result)
-    after = file_hashes(profile.path, TOOL_ARTIFACTS)
-    changed = sorted(p for p in profile.pristine if after.get(p) != profile.pristine[p])
-    added = sorted(set(after) - set(profile.pristine))
+    after = file_hashes(project, TOOL_ARTIFACTS)
+    changed = sorted(p for p in before if after.get(p) != before[p])
+    added = sorted(set(after) - set(before))
     assert not changed and not added, (
         f"`make format` on a fresh {profile.name} render changed {changed} and added {added}"
     )
 
 
 def test_make_lint(profile: Profile) -> None:
-    result = profile.make("lint")
+    result = profile.make("svc", "lint")
     assert result.returncode == 0, _report(result)
 
 
 def test_make_test(profile: Profile) -> None:
     _check_services(profile.env)
-    result = profile.make("test")
+    result = profile.make("svc", "test")
     assert result.returncode == 0, _report(result)
     output = result.stdout + result.stderr
     assert " passed" in output, f"the rendered suite ran no test:\n{_report(result)}"

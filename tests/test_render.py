@@ -1,7 +1,7 @@
 """Cheap tier: render every matrix case and check the result statically.
 
-Each case is rendered once per xdist worker (``--dist loadgroup`` keeps a case's
-tests on one worker) and every check below reads that render without changing it.
+Each case is rendered once per run (the xdist workers share the renders, see
+``helpers.RenderCache``) and every check below reads that render without changing it.
 """
 
 from __future__ import annotations
@@ -51,13 +51,7 @@ MAX_BLANK_RUN_DEFAULT = 1
 MAX_BLANK_RUN: dict[str, int | None] = {".py": None, ".mako": 2}
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.id)) for case in CASES
-    ]
-
-
-@pytest.fixture(params=_params())
+@pytest.fixture(params=[pytest.param(case, id=case.id) for case in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     param = request.param
     assert isinstance(param, Case)
