@@ -15,7 +15,7 @@ from .errors import problem_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable, so it is safe to log and echo.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 logger = structlog.stdlib.get_logger("access")
 
@@ -24,7 +24,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+            return candidate if _VALID_REQUEST_ID.fullmatch(candidate) else None
     return None
 
 

@@ -64,7 +64,10 @@ class JwksCache:
             try:
                 response = await self._client.get(self._url, timeout=5.0)
                 response.raise_for_status()
-                key_set = jwt.PyJWKSet.from_dict(response.json())
+                document = response.json()
+                if not isinstance(document, dict):
+                    raise ValueError("the JWKS document is not a JSON object")
+                key_set = jwt.PyJWKSet.from_dict(document)
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
                 logger.warning("jwks fetch failed", url=self._url, error=repr(exc))
                 if not self._keys:
