@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import RenderCache, run_scratch_dir, snapshot_working_tree
+from helpers import RenderCache, Renderer, render, run_scratch_dir, snapshot_working_tree
 
 
 @pytest.fixture(scope="session")
 def template_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template working tree as it is now, without .git (one per xdist worker)."""
     return snapshot_working_tree(tmp_path_factory.mktemp("template-src"))
+
+
+@pytest.fixture(scope="session")
+def render_template(template_src: Path) -> Renderer:
+    """``render_template(answers, dst)``: copier.run_copy of the snapshot, no prompts."""
+
+    def _render(answers: Mapping[str, Any], dst: Path) -> Path:
+        return render(template_src, dst, answers)
+
+    return _render
 
 
 @pytest.fixture(scope="session")

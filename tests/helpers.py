@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,9 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# render_template(answers, dst) -> dst (the conftest fixture of that name)
+Renderer = Callable[[Mapping[str, Any], Path], Path]
 
 
 def snapshot_working_tree(dst: Path) -> Path:

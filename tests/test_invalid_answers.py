@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import read_answers, render
+from helpers import Renderer, read_answers
 from matrix import BASE_ANSWERS
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
@@ -59,10 +59,10 @@ INVALID_DERIVED: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def _refused(src: Path, tmp_path: Path, data: dict[str, Any]) -> ValueError:
+def _refused(render_template: Renderer, tmp_path: Path, data: dict[str, Any]) -> ValueError:
     dst = tmp_path / "out"
     with pytest.raises(ValueError) as excinfo:
-        render(src, dst, {**BASE_ANSWERS, **data})
+        render_template({**BASE_ANSWERS, **data}, dst)
     leftovers = [p for p in dst.rglob("*") if p.is_file()] if dst.exists() else []
     assert not leftovers, f"refused answers still wrote files: {leftovers[:5]}"
     return excinfo.value
@@ -73,15 +73,15 @@ def _refused(src: Path, tmp_path: Path, data: dict[str, Any]) -> ValueError:
     [pytest.param(d, q, id=i) for i, d, q in INVALID + INVALID_DERIVED],
 )
 def test_invalid_answer_is_refused(
-    tmp_path: Path, template_src: Path, data: dict[str, Any], question: str
+    tmp_path: Path, render_template: Renderer, data: dict[str, Any], question: str
 ) -> None:
-    message = str(_refused(template_src, tmp_path, data))
+    message = str(_refused(render_template, tmp_path, data))
     assert f"'{question}'" in message, f"error does not name {question!r}: {message}"
 
 
-def test_missing_project_name_is_refused(tmp_path: Path, template_src: Path) -> None:
+def test_missing_project_name_is_refused(tmp_path: Path, render_template: Renderer) -> None:
     with pytest.raises(ValueError, match="project_name"):
-        render(template_src, tmp_path / "out", {})
+        render_template({}, tmp_path / "out")
 
 
 VALID: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -103,18 +103,18 @@ VALID: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     [pytest.param(d, e, id=i) for i, d, e in VALID],
 )
 def test_valid_edge_answer_is_accepted(
-    tmp_path: Path, template_src: Path, data: dict[str, Any], expected: dict[str, Any]
+    tmp_path: Path, render_template: Renderer, data: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    dst = render(template_src, tmp_path / "out", {**BASE_ANSWERS, **data})
+    dst = render_template({**BASE_ANSWERS, **data}, tmp_path / "out")
     recorded = read_answers(dst)
     for key, value in {**data, **expected}.items():
         assert recorded[key] == value
 
 
-def test_questionnaire_renders_without_warnings(tmp_path: Path, template_src: Path) -> None:
+def test_questionnaire_renders_without_warnings(tmp_path: Path, render_template: Renderer) -> None:
     """Validators and defaults must not rely on deprecated behaviour (e.g. bad escapes)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        render(template_src, tmp_path / "out", BASE_ANSWERS)
+        render_template(BASE_ANSWERS, tmp_path / "out")
     messages = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
     assert not messages, "rendering warned:\n" + "\n".join(messages)
