@@ -183,11 +183,27 @@ def find_python(version: str) -> str | None:
 
 
 def find_uv() -> str | None:
-    found = shutil.which("uv")
-    if found:
-        return found
-    local = Path.home() / ".local" / "bin" / "uv"
-    return str(local) if local.is_file() else None
+    """A working uv binary, never a pyenv shim.
+
+    A shim resolves per directory and fails inside a render whose .python-version
+    names an interpreter that has no uv installed.
+    """
+    candidates = [
+        str(Path(entry) / "uv")
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry).name != "shims"
+    ]
+    candidates.append(str(Path.home() / ".local" / "bin" / "uv"))
+    for exe in candidates:
+        if not os.access(exe, os.X_OK):
+            continue
+        try:
+            ok = subprocess.run([exe, "--version"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if ok:
+            return exe
+    return None
 
 
 def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
