@@ -1,0 +1,541 @@
+"""Load-test the rendered service against a bare FastAPI app with wrk.
+
+Renders the default profile from a snapshot of the working tree, installs it with
+``uv sync --no-dev``, migrates and seeds its SQLite database, then serves it with uvicorn
+(one worker, loopback only) and loads each target with wrk (one thread) after a warm-up.
+A bare FastAPI app is served with the same uvicorn options from the same venv and loaded
+identically; every row's RPS is reported as a ratio to it.
+
+Run from the repository root::
+
+    uv run python benchmarks/run.py [--duration 10] [--connections 32] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import copier
+
+# One line per row. "{id}" is replaced per request by a random seeded item id.
+TARGETS: list[tuple[str, str]] = [
+    ("health live", "/health/live"),
+    ("item by id", "/api/v1/items/{id}"),
+    ("items list", "/api/v1/items?limit=20"),
+]
+BARE_TARGET = ("bare FastAPI", "/")
+# The service is measured once per level: WARNING keeps logging out of the way, INFO
+# writes one JSON access line per request (to a file, as a container's stdout would).
+LOG_LEVELS = ("WARNING", "INFO")
+
+ANSWERS = {"project_name": "Bench Service", "python_version": "3.11"}
+SLUG = "bench-service"
+SERVICE_APP = "bench_service.main:create_app"
+SEED_ITEMS = 200
+WRK_THREADS = 1  # 2 cores shared by wrk and the server: one each, roughly
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+WRK_SCRIPT = HERE / "wrk.lua"
+BARE_APP = "bare_app:app"  # benchmarks/bare_app.py, loaded with --app-dir
+HOST = "127.0.0.1"
+CORES = os.cpu_count() or 1
+NOISY_PERCENT = 10  # CPU used by unrelated processes during a row, in % of the machine
+VERSIONED_PACKAGES = (
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "sqlalchemy",
+    "aiosqlite",
+    "structlog",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: int
+    warmup: int
+    connections: int
+    keep: bool
+    json_path: Path | None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class WrkStats:
+    rps: float
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Result:
+    target: Target
+    stats: WrkStats
+    cpu_us_per_request: float  # the server process's CPU (all threads) per request
+    # CPU that unrelated processes used meanwhile, in % of the machine: a noise indicator
+    others_cpu_percent: float
+
+
+@dataclass(frozen=True)
+class App:
+    """An ASGI app to serve: the service or the bare baseline, in the render's venv."""
+
+    python: Path
+    spec: str  # "module:attribute" for uvicorn
+    uvicorn_options: tuple[str, ...]  # how to find or build it: --factory, --app-dir
+    cwd: Path
+    live_path: str
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    pid: int
+
+
+# --------------------------------------------------------------------------- #
+# Command line and process helpers
+# --------------------------------------------------------------------------- #
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds measured per row")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--keep", action="store_true", help="keep the render dir and logs")
+    parser.add_argument("--json", type=Path, dest="json_path", help="also write results here")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
+        parser.error("--duration and --connections must be positive, --warmup not negative")
+    return Options(args.duration, args.warmup, args.connections, args.keep, args.json_path)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for child processes, minus the repo's own venv activation."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT"}}
+    env.update(overrides)
+    return env
+
+
+def uv_executable() -> str:
+    # `uv run` exports UV; the pyenv shim named uv breaks in dirs with a .python-version.
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        sys.exit("uv not found: export PATH=$HOME/.local/bin:$PATH")
+    return found
+
+
+def run(cmd: Sequence[str], cwd: Path) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=child_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so the cleanup in ``finally`` blocks runs."""
+
+    def handler(signum: int, _: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# --------------------------------------------------------------------------- #
+# Render and install
+# --------------------------------------------------------------------------- #
+
+
+def snapshot_working_tree(dst: Path) -> Path:
+    """Tracked and untracked, non-ignored files of the repo, without .git."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for rel in sorted(set(filter(None, listed.split("\0")))):
+        src = REPO_ROOT / rel
+        if src.is_file():  # skip tracked files deleted in the working tree
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    return dst
+
+
+def render_service(workdir: Path) -> Path:
+    template = snapshot_working_tree(workdir / "template")
+    project = workdir / SLUG
+    copier.run_copy(
+        str(template), str(project), data=ANSWERS, defaults=True, unsafe=True, quiet=True
+    )
+    return project
+
+
+def install_service(project: Path) -> str:
+    """Install, migrate, and return a dev admin token minted by the service's CLI."""
+    uv = uv_executable()
+    run([uv, "sync", "--no-dev"], project)
+    run([uv, "run", "--no-sync", SLUG, "migrate"], project)
+    token = run(
+        [uv, "run", "--no-sync", SLUG, "token", "--subject", "bench", "--role", "admin"], project
+    )
+    return token.strip()
+
+
+def versions(python: Path) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json, platform, sys;"
+        f"names = {list(VERSIONED_PACKAGES)!r};"
+        "print(json.dumps({'python': platform.python_version(),"
+        " **{n: m.version(n) for n in names}}))"
+    )
+    found: dict[str, str] = json.loads(run([str(python), "-c", code], REPO_ROOT))
+    found["wrk"] = wrk_version()
+    return found
+
+
+def wrk_version() -> str:
+    # `wrk --version` prints "wrk <version> [epoll] ..." and exits 1.
+    banner = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    return banner.split()[1] if banner.startswith("wrk ") else "unknown"
+
+
+# --------------------------------------------------------------------------- #
+# Serving
+# --------------------------------------------------------------------------- #
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def uvicorn_command(app: App, port: int) -> list[str]:
+    """The same uvicorn options for every app: one worker, no uvicorn access log (as `serve`)."""
+    return [
+        str(app.python), "-m", "uvicorn", app.spec, *app.uvicorn_options,
+        "--host", HOST, "--port", str(port), "--workers", "1", "--no-access-log",
+    ]  # fmt: skip
+
+
+def wait_until_live(base_url: str, process: subprocess.Popen[bytes], path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was live")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(base_url + path, timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{base_url}{path} was not live within 30 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGINT)  # the group this script created for the server
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def serving(app: App, log: IO[bytes], **env: str) -> Iterator[Server]:
+    """Serve ``app`` in its own process group on a free port; stop it on exit."""
+    port = free_port()
+    base_url = f"http://{HOST}:{port}"
+    process = subprocess.Popen(
+        uvicorn_command(app, port), cwd=app.cwd, env=child_env(**env), stdout=log,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until_live(base_url, process, app.live_path)
+        yield Server(base_url, process.pid)
+    finally:
+        stop(process)
+
+
+def seed_items(base_url: str, token: str, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        body = json.dumps({"name": f"bench item {n:04d}", "price_cents": 100 + n}).encode()
+        request = urllib.request.Request(
+            f"{base_url}/api/v1/items",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            ids.append(int(json.load(response)["id"]))
+    if ids != list(range(ids[0], ids[0] + count)):
+        raise RuntimeError(f"seeded ids are not contiguous: {ids[:5]}...")
+    return ids
+
+
+# --------------------------------------------------------------------------- #
+# Load
+# --------------------------------------------------------------------------- #
+
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_PERCENTILE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_SUMMARY = re.compile(r"^WRK_SUMMARY (.*)$", re.MULTILINE)
+_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> WrkStats:
+    """Requests/sec and p50/p99 from wrk's --latency block; p95 from wrk.lua's done()."""
+    rps, summary_line = _RPS.search(output), _SUMMARY.search(output)
+    if rps is None or summary_line is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    percentiles = {int(p): float(v) * _TO_MS[unit] for p, v, unit in _PERCENTILE.findall(output)}
+    summary = {k: int(v) for k, v in (f.split("=") for f in summary_line.group(1).split())}
+    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return WrkStats(
+        rps=float(rps.group(1)),
+        requests=summary["requests"],
+        p50_ms=percentiles[50],
+        p95_ms=summary["p95_us"] / 1000,
+        p99_ms=percentiles[99],
+        errors=errors,
+    )
+
+
+def wrk(base_url: str, path: str, ids: Sequence[int], seconds: int, connections: int) -> str:
+    command = [
+        "wrk", "--threads", str(WRK_THREADS), "--connections", str(connections),
+        "--duration", f"{seconds}s", "--latency", "--script", str(WRK_SCRIPT),
+        f"{base_url}/", "--", path, str(min(ids, default=1)), str(max(ids, default=1)),
+    ]  # fmt: skip
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass(frozen=True)
+class CpuClock:
+    """CPU seconds (user + system) of the server, of wrk, and of the whole machine."""
+
+    server: float
+    wrk: float  # children that have finished: the wrk runs
+    machine: float
+    wall: float
+
+    @classmethod
+    def read(cls, server_pid: int) -> CpuClock:
+        tick = os.sysconf("SC_CLK_TCK")
+        stat = Path(f"/proc/{server_pid}/stat").read_text().rpartition(")")[2].split()
+        cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            server=(int(stat[11]) + int(stat[12])) / tick,
+            wrk=children.ru_utime + children.ru_stime,
+            machine=(sum(cpu) - cpu[3] - cpu[4]) / tick,  # all but idle and iowait
+            wall=time.monotonic(),
+        )
+
+
+def load(server: Server, target: Target, ids: Sequence[int], options: Options) -> Result:
+    if options.warmup:
+        wrk(server.base_url, target.path, ids, options.warmup, options.connections)
+    before = CpuClock.read(server.pid)
+    output = wrk(server.base_url, target.path, ids, options.duration, options.connections)
+    after = CpuClock.read(server.pid)
+    stats = parse_wrk(output)
+    server_cpu, wrk_cpu = after.server - before.server, after.wrk - before.wrk
+    others = after.machine - before.machine - server_cpu - wrk_cpu
+    result = Result(
+        target,
+        stats,
+        cpu_us_per_request=server_cpu / max(stats.requests, 1) * 1e6,
+        others_cpu_percent=max(others, 0) / ((after.wall - before.wall) * CORES) * 100,
+    )
+    print(f"  {target.name:<14} {target.log_level:<8} {result.stats.rps:>9.0f} req/s", flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# Report
+# --------------------------------------------------------------------------- #
+
+
+def table(results: Sequence[Result], bare_rps: float) -> str:
+    header = (
+        f"{'endpoint':<14} {'path':<24} {'log':<8} {'RPS':>8} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'p99 ms':>8} {'vs bare':>8} {'CPU us/req':>10} {'others':>6} "
+        f"{'errors':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        t, s = result.target, result.stats
+        lines.append(
+            f"{t.name:<14} {t.path:<24} {t.log_level:<8} {s.rps:>8.0f} {s.p50_ms:>8.2f} "
+            f"{s.p95_ms:>8.2f} {s.p99_ms:>8.2f} {s.rps / bare_rps:>8.2f} "
+            f"{result.cpu_us_per_request:>10.0f} {result.others_cpu_percent:>5.0f}% "
+            f"{s.errors:>6}"
+        )
+    return "\n".join(lines)
+
+
+def caveats(results: Sequence[Result]) -> str:
+    notes = []
+    if any(r.stats.errors for r in results):
+        notes.append("Some rows had socket errors or non-2xx answers: see the errors column.")
+    if any(r.others_cpu_percent > NOISY_PERCENT for r in results):
+        notes.append(
+            f"Other processes used more than {NOISY_PERCENT}% of the machine during some rows "
+            "('others'): those figures are low and noisy; rerun on a quiet machine."
+        )
+    return "\n".join(["", *notes]) if notes else ""
+
+
+def environment(found: dict[str, str], options: Options) -> str:
+    packages = ", ".join(f"{name} {found[name]}" for name in VERSIONED_PACKAGES)
+    return "\n".join(
+        [
+            f"date:     {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            f"machine:  {CORES} cores, {platform.machine()}, {cpu_model()}",
+            f"python:   {found['python']} (render venv); {packages}",
+            f"wrk {found['wrk']}: {WRK_THREADS} thread, {options.connections} connections, "
+            f"{options.warmup} s warm-up + {options.duration} s per row; "
+            f"server: uvicorn, 1 worker, {HOST}",
+        ]
+    )
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def write_json(path: Path, results: Sequence[Result], found: dict[str, str]) -> None:
+    payload: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": CORES,
+        "versions": found,
+        "results": [
+            {
+                **asdict(r.target),
+                **asdict(r.stats),
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "others_cpu_percent": r.others_cpu_percent,
+            }
+            for r in results
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- #
+# Main
+# --------------------------------------------------------------------------- #
+
+
+def bare_app(python: Path) -> App:
+    return App(python, BARE_APP, ("--app-dir", str(HERE)), REPO_ROOT, BARE_TARGET[1])
+
+
+def service_app(project: Path) -> App:
+    return App(project / ".venv/bin/python", SERVICE_APP, ("--factory",), project, "/health/live")
+
+
+def bench_bare(app: App, log: IO[bytes], options: Options) -> Result:
+    with serving(app, log) as server:
+        return load(server, Target(*BARE_TARGET, log_level="-"), [], options)
+
+
+def bench_service(
+    app: App, log: IO[bytes], level: str, ids: Sequence[int], options: Options
+) -> list[Result]:
+    with serving(app, log, APP_LOGGING__LEVEL=level) as server:
+        return [load(server, Target(name, path, level), ids, options) for name, path in TARGETS]
+
+
+def seed(app: App, log: IO[bytes], token: str) -> list[int]:
+    with serving(app, log, APP_LOGGING__LEVEL="WARNING") as server:
+        return seed_items(server.base_url, token, SEED_ITEMS)
+
+
+def benchmark(workdir: Path, options: Options) -> None:
+    print(f"rendering and installing in {workdir} ...", flush=True)
+    project = render_service(workdir)
+    token = install_service(project)
+    service = service_app(project)
+    found = versions(service.python)
+    with (workdir / "servers.log").open("wb") as log:
+        ids = seed(service, log, token)
+        print(f"seeded {len(ids)} items; loading (wrk, {WRK_THREADS} thread):", flush=True)
+        results = [bench_bare(bare_app(service.python), log, options)]
+        for level in LOG_LEVELS:
+            results += bench_service(service, log, level, ids, options)
+    print()
+    print(environment(found, options))
+    print()
+    print(table(results, bare_rps=results[0].stats.rps))
+    print(caveats(results))
+    if options.json_path:
+        write_json(options.json_path, results, found)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    stop_on_sigterm()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    try:
+        benchmark(workdir, options)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if options.keep:
+            print(f"\nkept {workdir} (render, servers.log)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
