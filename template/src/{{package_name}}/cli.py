@@ -5,12 +5,27 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from .core.auth.tokens import mint_token
-from .core.settings import get_settings
+from .core.settings import Settings, get_settings
 from .migrations import upgrade
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+# Tracebacks with local variables would print settings, secrets included.
+app = typer.Typer(
+    help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+
+
+def load_settings() -> Settings:
+    """The settings, or exit 2 naming each invalid one without echoing its value."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            typer.echo(f"error: invalid setting {where}: {error['msg']}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -21,7 +36,7 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
 ) -> None:
     """Serve the API with uvicorn."""
-    server = get_settings().server
+    server = load_settings().server
     bind_host = host or server.host
     bind_port = port or server.port
     typer.echo(f"Serving on http://{bind_host}:{bind_port} (docs at /docs)", err=True)
@@ -44,7 +59,7 @@ def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
     """Apply database migrations up to REVISION."""
-    upgrade(get_settings().database, revision)
+    upgrade(load_settings().database, revision)
     typer.echo(f"Database migrated to {revision}.", err=True)
 
 
@@ -59,7 +74,7 @@ def token(
     """Print a development bearer token signed with the configured HS256 secret."""
     try:
         encoded = mint_token(
-            get_settings().auth,
+            load_settings().auth,
             subject,
             roles=role or [],
             groups=group or [],

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from .. import SERVICE_NAME
 from .auth.dependencies import auth_lifespan
-from .errors import install_error_handlers
+from .errors import document_problems, install_error_handlers
 from .health import ReadinessChecks
 from .health import router as health_router
 from .logging import configure_logging
@@ -51,6 +51,7 @@ def build_app(
     app.state.settings = settings
     app.state.readiness = ReadinessChecks()
     install_error_handlers(app)
+    document_problems(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     for router in routers:

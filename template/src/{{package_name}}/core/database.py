@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, FastAPI, Request
-from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, text
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -51,14 +52,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+# 64-bit ids on PostgreSQL; SQLite only auto-increments a column declared INTEGER, which
+# is 64-bit there anyway.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+def _same_as_created_at(context: DefaultExecutionContext) -> object:
+    # SQLAlchemy leaves this method unannotated; it returns the row's insert parameters.
+    parameters: dict[str, object] = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return parameters["created_at"]
+
+
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # On insert, the very same instant as created_at; on update, now.
+    updated_at: Mapped[datetime] = mapped_column(default=_same_as_created_at, onupdate=utcnow)
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry) -> None:
@@ -69,13 +82,15 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.url.get_secret_value()
+    # Bound parameters are user data: keep them out of error messages and logs.
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=settings.echo)
+        engine = create_async_engine(url, echo=settings.echo, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     return create_async_engine(
         url,
         echo=settings.echo,
+        hide_parameters=True,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,

@@ -12,32 +12,81 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
 class ProblemDetail(BaseModel):
-    """The documented shape of every error response."""
+    """The documented shape of every error response (RFC 9457 plus two extensions)."""
 
     type: str = "about:blank"
     title: str
     status: int
     detail: str | None = None
     instance: str | None = None
+    errors: list[FieldError] | None = Field(default=None, description="422: what was invalid")
+    request_id: str | None = Field(default=None, description="500: quote it when reporting")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries declaring problem documents for ``statuses``."""
     return {
-        status: {
-            "model": ProblemDetail,
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_CONTENT_TYPE: {}},
-        }
+        status: {"model": ProblemDetail, "description": HTTPStatus(status).phrase}
         for status in statuses
     }
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the service sends: problem+json for errors.
+
+    FastAPI files every declared error model under ``application/json`` and adds its own
+    422 schema; this rewrites them to ``application/problem+json`` with
+    :class:`ProblemDetail`, and declares the 500 every operation can answer.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        problem = {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
+        for operation in _operations(schema):
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("500", {"description": "Internal Server Error"})
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    response["content"] = {PROBLEM_CONTENT_TYPE: problem}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        components.update(_problem_schemas())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+    return [
+        operation
+        for path in schema.get("paths", {}).values()
+        for method, operation in path.items()
+        if method in methods
+    ]
+
+
+def _problem_schemas() -> dict[str, Any]:
+    schema = ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    return {**definitions, "ProblemDetail": schema}
 
 
 def problem_response(
@@ -84,10 +133,6 @@ class ConflictError(ProblemError):
 
 class PreconditionFailedError(ProblemError):
     status = 412
-
-
-class PreconditionRequiredError(ProblemError):
-    status = 428
 
 
 class UnauthorizedError(ProblemError):

@@ -4,6 +4,7 @@ It is plain ASGI rather than ``BaseHTTPMiddleware`` so streaming responses are n
 buffered and the request's context variables stay visible to the handlers.
 """
 
+import logging
 import re
 import time
 import uuid
@@ -17,7 +18,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and printable, so it is safe to log and echo.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
-logger = structlog.stdlib.get_logger("access")
+access_log = structlog.stdlib.get_logger("access")
+logger = structlog.stdlib.get_logger(__name__)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -76,7 +78,9 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_request_id)
         finally:
-            logger.info(
+            # Server errors at error level, so alerting on log level catches them.
+            access_log.log(
+                logging.ERROR if status >= 500 else logging.INFO,
                 "request",
                 method=scope["method"],
                 route=route_template(scope),

@@ -15,7 +15,8 @@ ItemServiceDep = Annotated[ItemService, Depends(item_service)]
 
 
 async def existing_item(
-    item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], service: ItemServiceDep
+    item_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="Item id")],
+    service: ItemServiceDep,
 ) -> Item:
     return await service.get(item_id)
 

@@ -1,7 +1,7 @@
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..core.database import Base, TimestampMixin
+from ..core.database import Base, BigId, TimestampMixin
 
 
 class Item(TimestampMixin, Base):
@@ -11,7 +11,7 @@ class Item(TimestampMixin, Base):
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str | None] = mapped_column(String(1000))
     # Money as integer minor units: exact, and the same on SQLite and PostgreSQL.

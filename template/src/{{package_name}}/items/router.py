@@ -3,7 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from ..core.auth.dependencies import PrincipalDep, require_roles
-from ..core.errors import PreconditionFailedError, problem_responses
+from ..core.auth.principal import Principal
+from ..core.errors import ForbiddenError, PreconditionFailedError, problem_responses
 from ..core.etags import etag_for, if_match_allows, if_none_match_hits
 from .dependencies import ItemDep, ItemServiceDep
 from .models import Item
@@ -14,6 +15,10 @@ router = APIRouter(prefix="/api/v1/items", tags=["items"])
 IfMatch = Annotated[
     str | None, Header(description="ETag from a previous read; 412 if the item changed since")
 ]
+IfNoneMatch = Annotated[
+    str | None, Header(description="ETag from a previous read; 304 if the item is unchanged")
+]
+ETAG_HEADER = {"ETag": {"description": "Version of the item", "schema": {"type": "string"}}}
 
 
 def _check_if_match(header: str | None, item: Item) -> None:
@@ -21,16 +26,29 @@ def _check_if_match(header: str | None, item: Item) -> None:
         raise PreconditionFailedError(f"item {item.id} changed; it is at version {item.version}")
 
 
+def _check_owner(principal: Principal, item: Item) -> None:
+    # Example policy: the creator or an admin may change an item.
+    if item.created_by != principal.subject and not principal.has_roles("admin"):
+        raise ForbiddenError("only the item's creator or an admin may change it")
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 409, 422),
+    responses={
+        201: {"headers": {**ETAG_HEADER, "Location": {"schema": {"type": "string"}}}},
+        **problem_responses(401, 409, 422),
+    },
 )
 async def create_item(
-    principal: PrincipalDep, body: ItemCreate, service: ItemServiceDep, response: Response
+    principal: PrincipalDep,
+    body: ItemCreate,
+    service: ItemServiceDep,
+    request: Request,
+    response: Response,
 ) -> ItemRead:
     item = await service.create(body, created_by=principal.subject)
-    response.headers["Location"] = f"{router.prefix}/{item.id}"
+    response.headers["Location"] = str(request.url_for("get_item", item_id=item.id))
     response.headers["ETag"] = etag_for(item.version)
     return ItemRead.model_validate(item)
 
@@ -49,25 +67,35 @@ async def list_items(query: Annotated[ItemQuery, Query()], service: ItemServiceD
 @router.get(
     "/{item_id}",
     response_model=ItemRead,
-    responses={304: {"description": "Not Modified"}, **problem_responses(404, 422)},
+    responses={
+        200: {"headers": ETAG_HEADER},
+        304: {"description": "Not Modified"},
+        **problem_responses(404, 422),
+    },
 )
-async def get_item(item: ItemDep, request: Request, response: Response) -> ItemRead | Response:
+async def get_item(
+    item: ItemDep, response: Response, if_none_match: IfNoneMatch = None
+) -> ItemRead | Response:
     etag = etag_for(item.version)
-    if if_none_match_hits(request.headers.get("if-none-match"), etag):
+    if if_none_match_hits(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     response.headers["ETag"] = etag
     return ItemRead.model_validate(item)
 
 
-@router.patch("/{item_id}", responses=problem_responses(401, 404, 409, 412, 422))
+@router.patch(
+    "/{item_id}",
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 409, 412, 422)},
+)
 async def update_item(
-    _: PrincipalDep,
+    principal: PrincipalDep,
     item: ItemDep,
     changes: ItemUpdate,
     service: ItemServiceDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ItemRead:
+    _check_owner(principal, item)
     _check_if_match(if_match, item)
     updated = await service.update(item, changes)
     response.headers["ETag"] = etag_for(updated.version)
@@ -77,8 +105,9 @@ async def update_item(
 @router.delete(
     "/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     dependencies=[Depends(require_roles("admin"))],
-    responses=problem_responses(401, 403, 404, 412, 422),
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
 )
 async def delete_item(item: ItemDep, service: ItemServiceDep, if_match: IfMatch = None) -> None:
     _check_if_match(if_match, item)

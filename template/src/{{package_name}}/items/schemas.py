@@ -3,14 +3,19 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Description = Annotated[str, StringConstraints(max_length=1000)]
+# PostgreSQL text cannot hold NUL characters; refuse them up front, on every backend.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
+]
+Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
 PriceCents = Annotated[int, Field(ge=0, le=1_000_000_000, description="Price in cents")]
 Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
 class ItemCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "12" or true are not prices; JSON types must match.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Name
     description: Description | None = None
@@ -21,7 +26,7 @@ class ItemCreate(BaseModel):
 class ItemUpdate(BaseModel):
     """A partial update: only the fields sent are changed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Name | None = None
     description: Description | None = None
@@ -63,7 +68,9 @@ class ItemQuery(BaseModel):
 
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=1_000_000)
-    q: str | None = Field(default=None, max_length=100, description="Name contains (any case)")
+    q: str | None = Field(
+        default=None, max_length=100, pattern=NO_NUL, description="Name contains (any case)"
+    )
     min_price_cents: PriceCents | None = None
     max_price_cents: PriceCents | None = None
     sort: SortKey = "created_at"

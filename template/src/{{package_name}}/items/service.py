@@ -17,7 +17,7 @@ class ItemService:
     async def create(self, data: ItemCreate, *, created_by: str) -> Item:
         item = Item(**data.model_dump(), created_by=created_by)
         self._session.add(item)
-        await self._commit(name=data.name)
+        await self._commit(conflict=f"an item named {data.name!r} already exists")
         return item
 
     async def get(self, item_id: int) -> Item:
@@ -51,14 +51,14 @@ class ItemService:
     async def update(self, item: Item, changes: ItemUpdate) -> Item:
         for field, value in changes.model_dump(exclude_unset=True).items():
             setattr(item, field, value)
-        await self._commit(name=changes.name)
+        await self._commit(conflict=f"an item named {changes.name!r} already exists")
         return item
 
     async def delete(self, item: Item) -> None:
         await self._session.delete(item)
-        await self._commit()
+        await self._commit(conflict=f"item {item.id} is still referenced")
 
-    async def _commit(self, *, name: str | None = None) -> None:
+    async def _commit(self, *, conflict: str) -> None:
         try:
             await self._session.commit()
         except StaleDataError as exc:
@@ -66,4 +66,4 @@ class ItemService:
             raise ConflictError("the item was changed concurrently; fetch it and retry") from exc
         except IntegrityError as exc:
             await self._session.rollback()
-            raise ConflictError(f"an item named {name!r} already exists") from exc
+            raise ConflictError(conflict) from exc

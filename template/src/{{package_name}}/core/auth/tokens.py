@@ -88,7 +88,8 @@ class TokenVerifier:
         scopes = scope.split() if isinstance(scope, str) else []
         return Principal(
             subject=str(claims["sub"]),
-            roles=frozenset(_strings(claims.get(settings.roles_claim)) + scopes),
+            roles=frozenset(_strings(claims.get(settings.roles_claim))),
+            scopes=frozenset(scopes),
             groups=frozenset(_strings(claims.get(settings.groups_claim))),
             tenant=_optional_string(claims.get(settings.tenant_claim)),
             claims=dict(claims),
