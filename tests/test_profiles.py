@@ -13,7 +13,6 @@ skips.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from helpers import (
+    RenderCache,
     file_hashes,
     find_python,
     find_uv,
     locked,
     project_env,
-    render,
     require,
     run_scratch_dir,
     tcp_reachable,
@@ -65,15 +64,7 @@ class Profile:
 
     def project(self, variant: str) -> Path:
         """The profile rendered once per run into ``root/variant`` (workers share it)."""
-        path = self.root / variant
-        done = self.root / f"{variant}.done"
-        with locked(self.root / f"{variant}.lock"):
-            if not done.exists():
-                if path.exists():
-                    shutil.rmtree(path)  # a half-written render from a crashed worker
-                render(self.template_src, path, self.answers)
-                done.touch()
-        return path
+        return RenderCache(self.template_src, self.root).get(variant, self.answers)
 
     def make(self, variant: str, target: str) -> subprocess.CompletedProcess[str]:
         """Run a make target in a render, alone among that render's targets."""
