@@ -53,6 +53,7 @@ SLUG = "bench-service"
 SERVICE_APP = "bench_service.main:create_app"
 SEED_ITEMS = 200
 WRK_THREADS = 1  # 2 cores shared by wrk and the server: one each, roughly
+SERVER_CORE, WRK_CORE = 0, 1  # with --pin
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -81,6 +82,15 @@ class Options:
     connections: int
     keep: bool
     json_path: Path | None
+    pin: bool
+
+    @property
+    def server_core(self) -> int | None:
+        return SERVER_CORE if self.pin else None
+
+    @property
+    def wrk_core(self) -> int | None:
+        return WRK_CORE if self.pin else None
 
 
 @dataclass(frozen=True)
@@ -138,10 +148,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--keep", action="store_true", help="keep the render dir and logs")
     parser.add_argument("--json", type=Path, dest="json_path", help="also write results here")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"pin the server to core {SERVER_CORE} and wrk to core {WRK_CORE} (taskset)",
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         parser.error("--duration and --connections must be positive, --warmup not negative")
-    return Options(args.duration, args.warmup, args.connections, args.keep, args.json_path)
+    if args.pin and (CORES < 2 or shutil.which("taskset") is None):
+        parser.error("--pin needs 2 cores and taskset (util-linux)")
+    return Options(
+        args.duration, args.warmup, args.connections, args.keep, args.json_path, args.pin
+    )
 
 
 def child_env(**overrides: str) -> dict[str, str]:
@@ -164,6 +183,10 @@ def run(cmd: Sequence[str], cwd: Path) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr}")
     return done.stdout
+
+
+def on_core(command: list[str], core: int | None) -> list[str]:
+    return command if core is None else ["taskset", "--cpu-list", str(core), *command]
 
 
 def stop_on_sigterm() -> None:
@@ -281,12 +304,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def serving(app: App, log: IO[bytes], **env: str) -> Iterator[Server]:
+def serving(app: App, log: IO[bytes], core: int | None, **env: str) -> Iterator[Server]:
     """Serve ``app`` in its own process group on a free port; stop it on exit."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     process = subprocess.Popen(
-        uvicorn_command(app, port), cwd=app.cwd, env=child_env(**env), stdout=log,
+        on_core(uvicorn_command(app, port), core), cwd=app.cwd, env=child_env(**env), stdout=log,
         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -340,13 +363,15 @@ def parse_wrk(output: str) -> WrkStats:
     )
 
 
-def wrk(base_url: str, path: str, ids: Sequence[int], seconds: int, connections: int) -> str:
+def wrk(base_url: str, path: str, ids: Sequence[int], seconds: int, options: Options) -> str:
     command = [
-        "wrk", "--threads", str(WRK_THREADS), "--connections", str(connections),
+        "wrk", "--threads", str(WRK_THREADS), "--connections", str(options.connections),
         "--duration", f"{seconds}s", "--latency", "--script", str(WRK_SCRIPT),
         f"{base_url}/", "--", path, str(min(ids, default=1)), str(max(ids, default=1)),
     ]  # fmt: skip
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        on_core(command, options.wrk_core), check=True, capture_output=True, text=True
+    ).stdout
 
 
 @dataclass(frozen=True)
@@ -374,9 +399,9 @@ class CpuClock:
 
 def load(server: Server, target: Target, ids: Sequence[int], options: Options) -> Result:
     if options.warmup:
-        wrk(server.base_url, target.path, ids, options.warmup, options.connections)
+        wrk(server.base_url, target.path, ids, options.warmup, options)
     before = CpuClock.read(server.pid)
-    output = wrk(server.base_url, target.path, ids, options.duration, options.connections)
+    output = wrk(server.base_url, target.path, ids, options.duration, options)
     after = CpuClock.read(server.pid)
     stats = parse_wrk(output)
     server_cpu, wrk_cpu = after.server - before.server, after.wrk - before.wrk
@@ -435,7 +460,12 @@ def environment(found: dict[str, str], options: Options) -> str:
             f"python:   {found['python']} (render venv); {packages}",
             f"wrk {found['wrk']}: {WRK_THREADS} thread, {options.connections} connections, "
             f"{options.warmup} s warm-up + {options.duration} s per row; "
-            f"server: uvicorn, 1 worker, {HOST}",
+            f"server: uvicorn, 1 worker, {HOST}; "
+            + (
+                f"server pinned to core {SERVER_CORE}, wrk to core {WRK_CORE}"
+                if options.pin
+                else "not pinned: server and wrk share the cores"
+            ),
         ]
     )
 
@@ -481,19 +511,19 @@ def service_app(project: Path) -> App:
 
 
 def bench_bare(app: App, log: IO[bytes], options: Options) -> Result:
-    with serving(app, log) as server:
+    with serving(app, log, options.server_core) as server:
         return load(server, Target(*BARE_TARGET, log_level="-"), [], options)
 
 
 def bench_service(
     app: App, log: IO[bytes], level: str, ids: Sequence[int], options: Options
 ) -> list[Result]:
-    with serving(app, log, APP_LOGGING__LEVEL=level) as server:
+    with serving(app, log, options.server_core, APP_LOGGING__LEVEL=level) as server:
         return [load(server, Target(name, path, level), ids, options) for name, path in TARGETS]
 
 
 def seed(app: App, log: IO[bytes], token: str) -> list[int]:
-    with serving(app, log, APP_LOGGING__LEVEL="WARNING") as server:
+    with serving(app, log, None, APP_LOGGING__LEVEL="WARNING") as server:
         return seed_items(server.base_url, token, SEED_ITEMS)
 
 
