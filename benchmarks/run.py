@@ -107,7 +107,11 @@ class WrkStats:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    errors: int
+    errors: dict[str, int]  # wrk's non-zero error counts: connect, read, write, status, timeout
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
 
 
 @dataclass(frozen=True)
@@ -189,13 +193,18 @@ def on_core(command: list[str], core: int | None) -> list[str]:
     return command if core is None else ["taskset", "--cpu-list", str(core), *command]
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so the cleanup in ``finally`` blocks runs."""
+def stop_cleanly_on_signals() -> None:
+    """Let Ctrl-C and SIGTERM unwind the stack, so every ``finally`` stops what it started.
 
-    def handler(signum: int, _: FrameType | None) -> None:
+    SIGINT gets Python's own handler back even where it was inherited as ignored (a
+    background job of a non-interactive shell).
+    """
+
+    def exit_on(signum: int, _: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, exit_on)
 
 
 # --------------------------------------------------------------------------- #
@@ -352,7 +361,8 @@ def parse_wrk(output: str) -> WrkStats:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     percentiles = {int(p): float(v) * _TO_MS[unit] for p, v, unit in _PERCENTILE.findall(output)}
     summary = {k: int(v) for k, v in (f.split("=") for f in summary_line.group(1).split())}
-    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+    kinds = ("connect", "read", "write", "status", "timeout")  # status: non-2xx/3xx answers
+    errors = {kind: summary[kind] for kind in kinds if summary[kind]}
     return WrkStats(
         rps=float(rps.group(1)),
         requests=summary["requests"],
@@ -434,15 +444,17 @@ def table(results: Sequence[Result], bare_rps: float) -> str:
             f"{t.name:<14} {t.path:<24} {t.log_level:<8} {s.rps:>8.0f} {s.p50_ms:>8.2f} "
             f"{s.p95_ms:>8.2f} {s.p99_ms:>8.2f} {s.rps / bare_rps:>8.2f} "
             f"{result.cpu_us_per_request:>10.0f} {result.others_cpu_percent:>5.0f}% "
-            f"{s.errors:>6}"
+            f"{s.error_count:>6}"
         )
     return "\n".join(lines)
 
 
 def caveats(results: Sequence[Result]) -> str:
     notes = []
-    if any(r.stats.errors for r in results):
-        notes.append("Some rows had socket errors or non-2xx answers: see the errors column.")
+    for r in results:
+        if r.stats.errors:
+            details = ", ".join(f"{kind} {count}" for kind, count in r.stats.errors.items())
+            notes.append(f"{r.target.name} ({r.target.log_level}) had errors: {details}.")
     if any(r.others_cpu_percent > NOISY_PERCENT for r in results):
         notes.append(
             f"Other processes used more than {NOISY_PERCENT}% of the machine during some rows "
@@ -552,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    stop_on_sigterm()
+    stop_cleanly_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
         benchmark(workdir, options)
