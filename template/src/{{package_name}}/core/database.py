@@ -69,7 +69,8 @@ def _same_as_created_at(context: DefaultExecutionContext) -> object:
 
 
 class TimestampMixin:
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed: lists sort by it by default.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # On insert, the very same instant as created_at; on update, now.
     updated_at: Mapped[datetime] = mapped_column(default=_same_as_created_at, onupdate=utcnow)
 
@@ -82,21 +83,21 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.url.get_secret_value()
-    # Bound parameters are user data: keep them out of error messages and logs.
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=settings.echo, hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
-        return engine
-    return create_async_engine(
+    sqlite = url.startswith("sqlite")
+    engine = create_async_engine(
         url,
         echo=settings.echo,
+        # Bound parameters are user data: keep them out of error messages and logs.
         hide_parameters=True,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
         # Connections dropped by the server (restart, failover) are replaced, not handed out.
-        pool_pre_ping=True,
+        pool_pre_ping=not sqlite,
     )
+    if sqlite:
+        event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

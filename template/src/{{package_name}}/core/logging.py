@@ -29,6 +29,8 @@ def configure_logging(settings: LoggingSettings) -> None:
     )
     structlog.configure(
         processors=[
+            # Drop records below the level first, before any processor spends time on them.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),

@@ -7,7 +7,8 @@ from .models import Item
 from .service import ItemService
 
 
-def item_service(session: SessionDep) -> ItemService:
+# async, though it awaits nothing: FastAPI runs plain def dependencies in a thread pool.
+async def item_service(session: SessionDep) -> ItemService:
     return ItemService(session)
 
 

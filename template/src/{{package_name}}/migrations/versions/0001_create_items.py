@@ -33,7 +33,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
         sa.UniqueConstraint("name", name=op.f("uq_items_name")),
     )
+    op.create_index(op.f("ix_items_created_at"), "items", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_items_created_at"), table_name="items")
     op.drop_table("items")
