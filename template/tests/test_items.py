@@ -1,5 +1,6 @@
 """The items API end to end: every endpoint, its validation and its error paths."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -87,6 +88,24 @@ async def test_create_rejects_malformed_json(
         headers={**user_headers, "Content-Type": "application/json"},
     )
     assert_problem(response, 422)
+
+
+async def test_oversized_body_is_413(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    """The limit (APP_SERVER__MAX_BODY_BYTES, 1 MiB) holds for chunked bodies too."""
+    padding = "x" * (1024 * 1024)
+    body = f'{{"name": "Widget", "price_cents": 1, "description": "{padding}"}}'.encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    for content in (body, chunks()):
+        response = await client.post(
+            ITEMS, content=content, headers={**user_headers, "Content-Type": "application/json"}
+        )
+        assert_problem(response, 413)
 
 
 async def test_duplicate_name_conflicts(

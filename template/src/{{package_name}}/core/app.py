@@ -17,7 +17,7 @@ from .errors import document_problems, install_error_handlers
 from .health import ReadinessChecks
 from .health import router as health_router
 from .logging import configure_logging
-from .middleware import RequestContextMiddleware
+from .middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from .settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -52,6 +52,8 @@ def build_app(
     app.state.readiness = ReadinessChecks()
     install_error_handlers(app)
     document_problems(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     for router in routers:
