@@ -33,9 +33,17 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template (``/items/{item_id}``), never the raw path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    # FastAPI puts only its API routes into scope["route"]; find the others (/docs,
+    # /openapi.json) by the endpoint the router matched.
+    endpoint = scope.get("endpoint")
+    if endpoint is not None:
+        for route in getattr(scope.get("app"), "routes", ()):
+            if getattr(route, "endpoint", None) is endpoint:
+                return str(route.path)
+    return "<unmatched>"
 
 
 class RequestContextMiddleware:
