@@ -57,6 +57,10 @@ SERVER_CORE, WRK_CORE = 0, 1  # with --pin
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
+# Renders come from the same working-tree snapshot the template's tests use.
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from helpers import snapshot_working_tree  # noqa: E402
+
 WRK_SCRIPT = HERE / "wrk.lua"
 BARE_APP = "bare_app:app"  # benchmarks/bare_app.py, loaded with --app-dir
 HOST = "127.0.0.1"
@@ -210,22 +214,6 @@ def stop_cleanly_on_signals() -> None:
 # --------------------------------------------------------------------------- #
 # Render and install
 # --------------------------------------------------------------------------- #
-
-
-def snapshot_working_tree(dst: Path) -> Path:
-    """Tracked and untracked, non-ignored files of the repo, without .git."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    for rel in sorted(set(filter(None, listed.split("\0")))):
-        src = REPO_ROOT / rel
-        if src.is_file():  # skip tracked files deleted in the working tree
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    return dst
 
 
 def render_service(workdir: Path) -> Path:
