@@ -62,7 +62,7 @@ def document_problems(app: FastAPI) -> None:
             responses = operation.setdefault("responses", {})
             responses.setdefault("500", {"description": "Internal Server Error"})
             for status, response in responses.items():
-                if int(status) >= 400:
+                if status.isdigit() and int(status) >= 400:
                     response["content"] = {PROBLEM_CONTENT_TYPE: problem}
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
@@ -97,13 +97,10 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase}
-    body["status"] = status
-    if detail is not None:
-        body["detail"] = detail
-    if instance is not None:
-        body["instance"] = instance
-    body.update(extensions)
+    problem = ProblemDetail(
+        title=HTTPStatus(status).phrase, status=status, detail=detail, instance=instance
+    )
+    body = {**problem.model_dump(exclude_none=True), **extensions}
     return JSONResponse(
         jsonable_encoder(body),
         status_code=status,
