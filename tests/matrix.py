@@ -35,6 +35,14 @@ DOMAINS: dict[str, list[Any]] = {
     "python_version": ["3.11", "3.12", "3.13"],
     "database": ["sqlite", "postgresql"],
     "redis": [False, True],
+    "metrics": [False, True],
+    "tracing": [False, True],
+    "trace_backend": ["jaeger", "tempo"],
+}
+
+# Questions asked only for some answers (their `when:`): skipped ones are not recorded.
+ASKED_WHEN: dict[str, Callable[[Answers], bool]] = {
+    "trace_backend": lambda a: bool(a["tracing"]),
 }
 
 # Always given: copier.yml has no default for project_name.
@@ -66,6 +74,18 @@ IDENTITY_CASES: dict[str, Answers] = {
 # answers telling whether the path must exist. Paths are relative to the render.
 CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "src/{package_name}/core/redis.py": lambda a: bool(a["redis"]),
+    "src/{package_name}/metrics": lambda a: bool(a["metrics"]),
+    "src/{package_name}/tracing": lambda a: bool(a["tracing"]),
+    "tests/test_metrics.py": lambda a: bool(a["metrics"]),
+    "tests/test_tracing.py": lambda a: bool(a["tracing"]),
+    "observability": lambda a: bool(a["metrics"] or a["tracing"]),
+    "observability/prometheus": lambda a: bool(a["metrics"]),
+    "observability/alertmanager": lambda a: bool(a["metrics"]),
+    "observability/otel-collector": lambda a: bool(a["tracing"]),
+    "observability/loki": lambda a: bool(a["tracing"]),
+    "observability/tempo": lambda a: bool(a["tracing"]) and a["trace_backend"] == "tempo",
+    "docs/runbooks": lambda a: bool(a["metrics"]),
+    "docs/observability.md": lambda a: bool(a["metrics"] or a["tracing"]),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -123,6 +143,9 @@ def effective_answers(data: Mapping[str, Any]) -> Answers:
     answers: Answers = {**_domain_defaults(), **data}
     answers.setdefault("project_slug", slugify(str(answers["project_name"])))
     answers.setdefault("package_name", str(answers["project_slug"]).replace("-", "_"))
+    for name, asked in ASKED_WHEN.items():
+        if not asked(answers):
+            answers.pop(name, None)
     return answers
 
 
@@ -173,7 +196,13 @@ CASES: list[Case] = _build_cases()
 # Named profiles for the slow tier.
 PROFILES: dict[str, Answers] = {
     "sqlite": dict(BASE_ANSWERS),
-    "postgresql-redis": {**BASE_ANSWERS, "database": "postgresql", "redis": True},
+    "postgresql-redis": {
+        **BASE_ANSWERS,
+        "database": "postgresql",
+        "redis": True,
+        "trace_backend": "tempo",
+    },
+    "bare": {**BASE_ANSWERS, "metrics": False, "tracing": False},
 }
 
 # Everything switched on, for checks that want the largest render.
