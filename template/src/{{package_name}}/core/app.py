@@ -5,11 +5,13 @@ shutdown) and routers; ``build_app`` enters the lifespans in order and leaves th
 reverse, so nothing here changes when a slice is added.
 """
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI
+from structlog.typing import Processor
 
 from .. import SERVICE_NAME
 from .auth.dependencies import auth_lifespan
@@ -31,8 +33,10 @@ def build_app(
     version: str,
     lifespans: Sequence[Lifespan] = (),
     routers: Sequence[APIRouter] = (),
+    log_processors: Sequence[Processor] = (),
+    log_handlers: Sequence[logging.Handler] = (),
 ) -> FastAPI:
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, log_processors, log_handlers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

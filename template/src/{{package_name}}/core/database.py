@@ -8,12 +8,8 @@ from typing import Annotated, Any, ClassVar
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, text
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
@@ -84,7 +80,9 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.url.get_secret_value()
     sqlite = url.startswith("sqlite")
-    engine = create_async_engine(
+    # Looked up on its module at call time, so instrumentation that wraps it (OpenTelemetry's
+    # SQLAlchemy instrumentor) sees every engine, however early this module was imported.
+    engine = sqlalchemy_asyncio.create_async_engine(
         url,
         echo=settings.echo,
         # Bound parameters are user data: keep them out of error messages and logs.

@@ -8,6 +8,7 @@ line written while the request is handled.
 
 import logging
 import sys
+from collections.abc import Sequence
 
 import structlog
 from structlog.typing import Processor
@@ -15,9 +16,19 @@ from structlog.typing import Processor
 from .settings import LoggingSettings
 
 
-def configure_logging(settings: LoggingSettings) -> None:
+def configure_logging(
+    settings: LoggingSettings,
+    processors: Sequence[Processor] = (),
+    handlers: Sequence[logging.Handler] = (),
+) -> None:
+    """Route all logging through structlog's processors to stdout (and ``handlers``).
+
+    ``processors`` add fields to every record (the tracing slice adds trace ids);
+    ``handlers`` receive the same rendered lines as stdout (the tracing slice ships them).
+    """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        *processors,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -48,10 +59,11 @@ def configure_logging(settings: LoggingSettings) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(formatter)
+    stdout = logging.StreamHandler(sys.stdout)
+    for handler in (stdout, *handlers):
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [stdout, *handlers]
     root.setLevel(settings.level)
     # The service writes its own access line (see middleware); uvicorn's would duplicate it.
     for name in ("uvicorn", "uvicorn.error"):
