@@ -1,14 +1,16 @@
 """Load-test the rendered service against a bare FastAPI app with wrk.
 
-Renders the default profile from a snapshot of the working tree, installs it with
-``uv sync --no-dev``, migrates and seeds its SQLite database, then serves it with uvicorn
-(one worker, loopback only) and loads each target with wrk (one thread) after a warm-up.
-A bare FastAPI app is served with the same uvicorn options from the same venv and loaded
-identically; every row's RPS is reported as a ratio to it.
+Renders each profile (the foundation alone, with metrics, with tracing, with both) from a
+snapshot of the working tree, installs it with ``uv sync --no-dev``, migrates and seeds
+its SQLite database, then serves it with uvicorn (one worker, loopback only) and loads
+each target with wrk (one thread) after a warm-up. A bare FastAPI app is served with the
+same uvicorn options and loaded identically; every row's RPS is reported as a ratio to
+it. Profiles with tracing export every span and log record over OTLP/HTTP to a sink in
+this process, as they would to a collector.
 
 Run from the repository root::
 
-    uv run python benchmarks/run.py [--duration 10] [--connections 32] [--keep]
+    uv run python benchmarks/run.py [--duration 10] [--connections 32] [--profile NAME] [--keep]
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -44,11 +48,44 @@ TARGETS: list[tuple[str, str]] = [
     ("items list", "/api/v1/items?limit=20"),
 ]
 BARE_TARGET = ("bare FastAPI", "/")
-# The service is measured once per level: WARNING keeps logging out of the way, INFO
-# writes one JSON access line per request (to a file, as a container's stdout would).
-LOG_LEVELS = ("WARNING", "INFO")
 
-ANSWERS = {"project_name": "Bench Service", "python_version": "3.11"}
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    answers: dict[str, Any]
+    # Measured once per level: WARNING keeps logging out of the way, INFO writes one JSON
+    # access line per request (to a file, as a container's stdout would).
+    log_levels: tuple[str, ...] = ("WARNING",)
+    # Spans and log records go to the OTLP sink (only profiles with tracing).
+    exports: bool = False
+    # Extra service settings, as environment variables.
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+BASE_ANSWERS = {"project_name": "Bench Service", "python_version": "3.11"}
+PROFILES: list[Profile] = [
+    Profile(
+        "foundation",
+        {**BASE_ANSWERS, "metrics": False, "tracing": False},
+        log_levels=("WARNING", "INFO"),
+    ),
+    Profile("metrics", {**BASE_ANSWERS, "metrics": True, "tracing": False}),
+    Profile("tracing", {**BASE_ANSWERS, "metrics": False, "tracing": True}, exports=True),
+    Profile(
+        "metrics+tracing",
+        {**BASE_ANSWERS, "metrics": True, "tracing": True},
+        log_levels=("WARNING", "INFO"),
+        exports=True,
+    ),
+    # The same service keeping one trace in ten, as a busy production service would.
+    Profile(
+        "metrics+tracing@10%",
+        {**BASE_ANSWERS, "metrics": True, "tracing": True},
+        exports=True,
+        settings=(("APP_TRACING__SAMPLE_RATIO", "0.1"),),
+    ),
+]
 SLUG = "bench-service"
 SERVICE_APP = "bench_service.main:create_app"
 SEED_ITEMS = 200
@@ -87,6 +124,7 @@ class Options:
     keep: bool
     json_path: Path | None
     pin: bool
+    profiles: tuple[str, ...]
 
     @property
     def server_core(self) -> int | None:
@@ -102,6 +140,7 @@ class Target:
     name: str
     path: str
     log_level: str
+    profile: str = "-"
 
 
 @dataclass(frozen=True)
@@ -161,13 +200,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help=f"pin the server to core {SERVER_CORE} and wrk to core {WRK_CORE} (taskset)",
     )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=[profile.name for profile in PROFILES],
+        dest="profiles",
+        help="measure only this profile (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         parser.error("--duration and --connections must be positive, --warmup not negative")
     if args.pin and (CORES < 2 or shutil.which("taskset") is None):
         parser.error("--pin needs 2 cores and taskset (util-linux)")
+    profiles = tuple(args.profiles or [profile.name for profile in PROFILES])
     return Options(
-        args.duration, args.warmup, args.connections, args.keep, args.json_path, args.pin
+        args.duration, args.warmup, args.connections, args.keep, args.json_path, args.pin, profiles
     )
 
 
@@ -216,11 +263,10 @@ def stop_cleanly_on_signals() -> None:
 # --------------------------------------------------------------------------- #
 
 
-def render_service(workdir: Path) -> Path:
-    template = snapshot_working_tree(workdir / "template")
-    project = workdir / SLUG
+def render_service(template: Path, workdir: Path, profile: Profile) -> Path:
+    project = workdir / re.sub(r"[^a-z0-9]+", "-", profile.name) / SLUG
     copier.run_copy(
-        str(template), str(project), data=ANSWERS, defaults=True, unsafe=True, quiet=True
+        str(template), str(project), data=profile.answers, defaults=True, unsafe=True, quiet=True
     )
     return project
 
@@ -314,6 +360,44 @@ def serving(app: App, log: IO[bytes], core: int | None, **env: str) -> Iterator[
         yield Server(base_url, process.pid)
     finally:
         stop(process)
+
+
+class OtlpSink(ThreadingHTTPServer):
+    """Accepts OTLP/HTTP exports and counts their bytes, as a collector would receive them."""
+
+    def __init__(self) -> None:
+        self.received_bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                sink.received_bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass  # the exporter posts every few seconds; nothing to report
+
+        super().__init__((HOST, 0), Handler)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[OtlpSink]:
+    sink = OtlpSink()
+    thread = threading.Thread(target=sink.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        sink.shutdown()
+        sink.server_close()
 
 
 def seed_items(base_url: str, token: str, count: int) -> list[int]:
@@ -410,7 +494,11 @@ def load(server: Server, target: Target, ids: Sequence[int], options: Options) -
         cpu_us_per_request=server_cpu / max(stats.requests, 1) * 1e6,
         others_cpu_percent=max(others, 0) / ((after.wall - before.wall) * CORES) * 100,
     )
-    print(f"  {target.name:<14} {target.log_level:<8} {result.stats.rps:>9.0f} req/s", flush=True)
+    print(
+        f"  {target.profile:<16} {target.name:<14} {target.log_level:<8} "
+        f"{result.stats.rps:>9.0f} req/s",
+        flush=True,
+    )
     return result
 
 
@@ -421,7 +509,7 @@ def load(server: Server, target: Target, ids: Sequence[int], options: Options) -
 
 def table(results: Sequence[Result], bare_rps: float) -> str:
     header = (
-        f"{'endpoint':<14} {'path':<24} {'log':<8} {'RPS':>8} {'p50 ms':>8} "
+        f"{'profile':<16} {'endpoint':<14} {'path':<24} {'log':<8} {'RPS':>8} {'p50 ms':>8} "
         f"{'p95 ms':>8} {'p99 ms':>8} {'vs bare':>8} {'CPU us/req':>10} {'others':>6} "
         f"{'errors':>6}"
     )
@@ -429,7 +517,8 @@ def table(results: Sequence[Result], bare_rps: float) -> str:
     for result in results:
         t, s = result.target, result.stats
         lines.append(
-            f"{t.name:<14} {t.path:<24} {t.log_level:<8} {s.rps:>8.0f} {s.p50_ms:>8.2f} "
+            f"{t.profile:<16} {t.name:<14} {t.path:<24} {t.log_level:<8} {s.rps:>8.0f} "
+            f"{s.p50_ms:>8.2f} "
             f"{s.p95_ms:>8.2f} {s.p99_ms:>8.2f} {s.rps / bare_rps:>8.2f} "
             f"{result.cpu_us_per_request:>10.0f} {result.others_cpu_percent:>5.0f}% "
             f"{s.error_count:>6}"
@@ -442,7 +531,8 @@ def caveats(results: Sequence[Result]) -> str:
     for r in results:
         if r.stats.errors:
             details = ", ".join(f"{kind} {count}" for kind, count in r.stats.errors.items())
-            notes.append(f"{r.target.name} ({r.target.log_level}) had errors: {details}.")
+            where = f"{r.target.profile} {r.target.name} ({r.target.log_level})"
+            notes.append(f"{where} had errors: {details}.")
     if any(r.others_cpu_percent > NOISY_PERCENT for r in results):
         notes.append(
             f"Other processes used more than {NOISY_PERCENT}% of the machine during some rows "
@@ -516,10 +606,19 @@ def bench_bare(app: App, log: IO[bytes], options: Options) -> Result:
 
 
 def bench_service(
-    app: App, log: IO[bytes], level: str, ids: Sequence[int], options: Options
+    app: App, log: IO[bytes], profile: Profile, ids: Sequence[int], options: Options, sink: str
 ) -> list[Result]:
-    with serving(app, log, options.server_core, APP_LOGGING__LEVEL=level) as server:
-        return [load(server, Target(name, path, level), ids, options) for name, path in TARGETS]
+    env = dict(profile.settings)
+    if profile.exports:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink
+    results = []
+    for level in profile.log_levels:
+        with serving(app, log, options.server_core, APP_LOGGING__LEVEL=level, **env) as server:
+            results += [
+                load(server, Target(name, path, level, profile.name), ids, options)
+                for name, path in TARGETS
+            ]
+    return results
 
 
 def seed(app: App, log: IO[bytes], token: str) -> list[int]:
@@ -527,18 +626,27 @@ def seed(app: App, log: IO[bytes], token: str) -> list[int]:
         return seed_items(server.base_url, token, SEED_ITEMS)
 
 
-def benchmark(workdir: Path, options: Options) -> None:
-    print(f"rendering and installing in {workdir} ...", flush=True)
-    project = render_service(workdir)
+def prepare(
+    template: Path, workdir: Path, profile: Profile, log: IO[bytes]
+) -> tuple[App, list[int]]:
+    project = render_service(template, workdir, profile)
     token = install_service(project)
     service = service_app(project)
-    found = versions(service.python)
-    with (workdir / "servers.log").open("wb") as log:
-        ids = seed(service, log, token)
-        print(f"seeded {len(ids)} items; loading (wrk, {WRK_THREADS} thread):", flush=True)
-        results = [bench_bare(bare_app(service.python), log, options)]
-        for level in LOG_LEVELS:
-            results += bench_service(service, log, level, ids, options)
+    return service, seed(service, log, token)
+
+
+def benchmark(workdir: Path, options: Options) -> None:
+    print(f"rendering and installing in {workdir} ...", flush=True)
+    template = snapshot_working_tree(workdir / "template")
+    chosen = [profile for profile in PROFILES if profile.name in options.profiles]
+    with (workdir / "servers.log").open("wb") as log, otlp_sink() as sink:
+        prepared = [(profile, *prepare(template, workdir, profile, log)) for profile in chosen]
+        found = versions(prepared[0][1].python)
+        print(f"seeded {SEED_ITEMS} items each; loading (wrk, {WRK_THREADS} thread):", flush=True)
+        results = [bench_bare(bare_app(prepared[0][1].python), log, options)]
+        for profile, service, ids in prepared:
+            results += bench_service(service, log, profile, ids, options, sink.endpoint)
+        print(f"\nthe OTLP sink received {sink.received_bytes / 1e6:.1f} MB", flush=True)
     print()
     print(environment(found, options))
     print()
