@@ -148,3 +148,35 @@ def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
     assert not project_problems(project), "\n".join(project_problems(project))
     compose = (project / "compose.yaml").read_text(encoding="utf-8")
     assert "redis" in compose, "compose.yaml did not gain the redis service"
+
+
+def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) -> None:
+    project = generate(template_repo, tmp_path / "svc", metrics=False, tracing=False)
+    pkg = read_answers(project)["package_name"]
+    package = project / "src" / pkg
+    assert not (package / "metrics").exists()
+    assert not (project / "observability").exists()
+    service, _ = edit_user_code(project)
+
+    copier.run_update(
+        str(project),
+        data={"metrics": True, "tracing": True, "trace_backend": "tempo"},
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+    )
+
+    answers = read_answers(project)
+    assert (answers["metrics"], answers["tracing"], answers["trace_backend"]) == (
+        True,
+        True,
+        "tempo",
+    )
+    assert (package / "metrics" / "router.py").is_file()
+    assert (package / "tracing" / "setup.py").is_file()
+    main = (package / "main.py").read_text(encoding="utf-8")
+    assert "instrument_metrics(app, exemplar=trace_exemplar)" in main
+    assert (project / "observability" / "tempo").is_dir()
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
