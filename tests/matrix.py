@@ -81,6 +81,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability": lambda a: bool(a["metrics"] or a["tracing"]),
     "observability/prometheus": lambda a: bool(a["metrics"]),
     "observability/alertmanager": lambda a: bool(a["metrics"]),
+    "observability/grafana/dashboards": lambda a: bool(a["metrics"]),
     "observability/otel-collector": lambda a: bool(a["tracing"]),
     "observability/loki": lambda a: bool(a["tracing"]),
     "observability/tempo": lambda a: bool(a["tracing"]) and a["trace_backend"] == "tempo",

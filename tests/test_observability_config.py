@@ -408,7 +408,7 @@ def datasources(project: Path) -> list[dict[str, Any]]:
 def dashboards(project: Path) -> dict[str, dict[str, Any]]:
     return {
         p.name: json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted((project / "observability/prometheus/dashboards").glob("*.json"))
+        for p in sorted((project / "observability/grafana/dashboards").glob("*.json"))
     }
 
 
@@ -563,13 +563,13 @@ def test_grafana_loads_the_dashboards_compose_mounts(
     mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
     if not variant.metrics:
         assert providers == []
-        assert "./observability/prometheus/dashboards" not in mounts
+        assert "./observability/grafana/dashboards" not in mounts
         return
     (provider,) = providers
-    assert mounts.get("./observability/prometheus/dashboards") == provider["options"]["path"]
+    assert mounts.get("./observability/grafana/dashboards") == provider["options"]["path"]
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert Path(home).parent.as_posix() == provider["options"]["path"]
-    assert (project / "observability/prometheus/dashboards" / Path(home).name).is_file(), home
+    assert (project / "observability/grafana/dashboards" / Path(home).name).is_file(), home
 
 
 # --------------------------------------------------------------------------- #
