@@ -44,6 +44,7 @@ REDIS_URL = os.environ.get("TEMPLATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 PROFILE_ENV: dict[str, dict[str, str]] = {
     "sqlite": {},
     "postgresql-redis": {"APP_DATABASE__URL": DATABASE_URL, "APP_REDIS__URL": REDIS_URL},
+    "bare": {},
 }
 
 MAKE_TIMEOUT = 1200  # seconds, per make target (includes the first uv sync)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from helpers import RenderCache, read_answers
 from matrix import (
+    ASKED_WHEN,
     CASES,
     CONDITIONAL_PATHS,
     DOMAINS,
@@ -148,7 +149,10 @@ def test_conditional_template_paths_are_listed() -> None:
 def test_answers_file(case: Case, project: Path) -> None:
     recorded = read_answers(project)
     expected = case.answers
-    missing = set(asked_questions()) - set(recorded)
+    asked = {
+        name for name in asked_questions() if name not in ASKED_WHEN or ASKED_WHEN[name](expected)
+    }
+    missing = asked - set(recorded)
     assert not missing, f".copier-answers.yml does not record {sorted(missing)}"
     for name, value in expected.items():
         assert recorded[name] == value, (
