@@ -1,0 +1,843 @@
+"""End to end: the rendered service, scraped by a real Prometheus, fills every dashboard.
+
+The ``sqlite`` profile (metrics and tracing on) is rendered and installed as the profile
+tests do (the same render and venv when both run). Two instances of the service run on
+loopback ports, one with a single process and one with ``--workers 2`` (prometheus_client's
+multiprocess mode), each with its own migrated SQLite database. A real Prometheus scrapes
+both every second under the job the rendered ``prometheus.yml`` gives the service, with
+exemplar storage on and the rendered recording and alerting rules loaded. Their group
+intervals (1m, 5m) are shortened to 1 s so that every recording rule has a value within
+seconds; the expressions are not touched.
+
+After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx) the test checks
+through Prometheus's HTTP API that:
+
+* every target of the job is up and has been scraped several times;
+* each instance's request counter and latency histogram count every API request sent to
+  it exactly once (in multiprocess mode whichever worker answers the scrape);
+* every rendered rule group is loaded and every rule evaluates with health "ok";
+* every PromQL expression of every rendered Grafana dashboard (panels inside rows
+  included, Grafana's variables substituted) returns data, and so do the dashboards'
+  variable queries and the trace-to-metrics queries of the provisioned data sources: a
+  panel that shows "No data" for a healthy service is a bug;
+* the latency histogram of each instance carries exemplars with a ``trace_id``, every
+  dashboard query drawn with exemplars gets some, and their trace ids are ones the service
+  wrote in its own log lines.
+
+All problems are collected and reported together. Prometheus is Debian's ``prometheus``
+package (``.ci/run`` installs it); without it the test skips, or fails under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import RenderCache, find_python, find_uv, locked, project_env, require, run_scratch_dir
+from matrix import PROFILES, effective_answers
+
+pytestmark = pytest.mark.profile
+
+PROFILE = "sqlite"  # metrics and tracing on; test_profiles.py uses the same render
+PROMETHEUS = ("/usr/bin/prometheus", "prometheus")  # the first one found
+
+SYNC_TIMEOUT = 900  # seconds: the first `uv sync` downloads the service's dependencies
+STARTUP_TIMEOUT = 60  # seconds, for a service or Prometheus to answer
+SETTLE_TIMEOUT = 60  # seconds, for targets to come up, or the last scrape and evaluation
+TRAFFIC_ROUNDS = 8  # one round of requests per instance per second
+MIN_SCRAPES = 5  # scrapes of every instance before the queries
+
+# The instances of the service in the one job: name -> uvicorn worker processes.
+INSTANCES: dict[str, int] = {"single": 1, "workers": 2}
+
+# Grafana's interval variables: the data is less than a minute old, so a minute covers
+# all of it. $__range is the dashboard's own time range.
+INTERVAL = "1m"
+INTERVAL_SECONDS = 60
+DEFAULT_RANGE = "1h"
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# $name, ${name}, ${name:format}, [[name]]; $1 (a label_replace group) is no variable.
+GRAFANA_VARIABLE = re.compile(
+    r"\$\{(?P<braced>\w+)(?::[^}]*)?\}|\$(?P<plain>[A-Za-z_]\w*)|\[\[(?P<old>\w+)(?::[^\]]*)?\]\]"
+)
+LABEL_VALUES = re.compile(r"\s*label_values\(\s*(?:(?P<match>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _running(
+    args: list[str], *, cwd: Path, env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process group (uv, the service, its workers), stopped with SIGTERM on exit."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+            except ProcessLookupError:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+def _run(args: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float) -> str:
+    try:
+        result = subprocess.run(
+            args, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"$ {' '.join(args)} timed out after {exc.timeout}s")
+    assert result.returncode == 0, (
+        f"$ {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str
+) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not ready():
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer within {STARTUP_TIMEOUT}s:\n{_tail(log)}")
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+# Every address here is on loopback: never through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _http(
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
+) -> Reply:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _OPENER.open(request, timeout=timeout) as reply:
+            return Reply(reply.status, _lower(reply.headers.items()), reply.read())
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, _lower(exc.headers.items()), exc.read())
+
+
+def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers}
+
+
+def _answers_200(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return _http("GET", url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    return check
+
+
+class Prometheus:
+    """The HTTP API of the Prometheus under test."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """The API's answer document: ``status``, then ``data`` or ``error``."""
+        reply = _http("GET", f"{self.base}{path}?{urllib.parse.urlencode(params)}")
+        document: dict[str, Any] = reply.json()
+        return document
+
+    def data(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        document = self.call(path, params or {})
+        assert document.get("status") == "success", f"GET {path} {params}: {document}"
+        return document["data"]
+
+    def targets(self, job: str) -> list[dict[str, Any]]:
+        active = self.data("/api/v1/targets", {"state": "active"})["activeTargets"]
+        return [t for t in active if t["labels"].get("job") == job]
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = self.data("/api/v1/rules")["groups"]
+        return groups
+
+
+def _unix(timestamp: str) -> float:
+    """A timestamp of Prometheus's API (RFC 3339, nanoseconds) as unix time; 0 for never."""
+    match = re.fullmatch(r"(\d{4}-.+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", timestamp)
+    assert match, f"not an RFC 3339 timestamp: {timestamp!r}"
+    whole, fraction, zone = match.groups()
+    if whole.startswith("0001-"):
+        return 0.0
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Instance:
+    name: str
+    workers: int
+    port: int
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass
+class Stack:
+    project: Path
+    job: str
+    service_name: str  # service.name of the spans
+    token: str
+    instances: list[Instance]
+    prometheus: Prometheus
+    prometheus_log: Path
+    rule_groups: dict[str, str]  # group name -> the rendered file it comes from
+    started: float  # unix time before Prometheus started
+
+
+def _prometheus_config(
+    project: Path, job: str, targets: list[str], workdir: Path
+) -> tuple[Path, dict[str, str]]:
+    """The rendered job and rules, for ``targets``, with 1 s scrape and rule intervals."""
+    rendered_dir = project / "observability" / "prometheus"
+    rendered = yaml.safe_load((rendered_dir / "prometheus.yml").read_text())
+    jobs = {c["job_name"]: c for c in rendered.get("scrape_configs") or []}
+    assert job in jobs, (
+        f"observability/prometheus/prometheus.yml has no scrape job {job!r} (the project "
+        f"slug); its jobs are {sorted(jobs)}"
+    )
+    scrape = {
+        key: value
+        for key, value in jobs[job].items()
+        if key not in {"static_configs", "scrape_interval", "scrape_timeout"}
+    }
+    scrape["static_configs"] = [{"targets": targets}]
+
+    rules_dir = workdir / "rules"
+    rules_dir.mkdir()
+    groups: dict[str, str] = {}
+    rule_files: list[str] = []
+    for pattern in rendered.get("rule_files") or []:
+        sources = sorted(rendered_dir.glob(pattern))
+        assert sources, f"prometheus.yml's rule_files pattern {pattern!r} matches no file"
+        for source in sources:
+            document = yaml.safe_load(source.read_text())
+            for group in document["groups"]:
+                assert group["name"] not in groups, f"rule group {group['name']!r} twice"
+                groups[group["name"]] = source.relative_to(project).as_posix()
+                group["interval"] = "1s"
+            copy = rules_dir / f"{len(rule_files)}-{source.name}"
+            copy.write_text(yaml.safe_dump(document, sort_keys=False))
+            rule_files.append(str(copy))
+    assert groups, "the rendered prometheus.yml loads no rule groups"
+
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": rule_files,
+        "scrape_configs": [scrape],
+    }
+    path = workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, groups
+
+
+def _service_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in project_env(extra).items()
+        if not key.startswith("OTEL_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    # Spans stay in the process: exemplars need sampled traces, not an exporter.
+    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+    return env
+
+
+@pytest.fixture(scope="module")
+def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    binary = next(filter(None, map(shutil.which, PROMETHEUS)), None)
+    require(
+        binary is not None,
+        "Prometheus is not installed (`apt-get install prometheus`; .ci/run installs it)",
+    )
+    assert binary is not None
+    uv = find_uv()
+    require(uv is not None, "uv is not installed (it installs the rendered service)")
+    assert uv is not None
+    answers = effective_answers(PROFILES[PROFILE])
+    assert answers["metrics"] and answers["tracing"], f"{PROFILE} profile: metrics/tracing off"
+    version = str(answers["python_version"])
+    python = find_python(version)
+    require(python is not None, f"no Python {version} interpreter found for the {PROFILE} render")
+    assert python is not None
+
+    # The profile tests' render; their make targets hold this lock while they run.
+    root = run_scratch_dir(tmp_path_factory) / "profiles" / PROFILE
+    root.mkdir(parents=True, exist_ok=True)
+    project = RenderCache(template_src, root).get("svc", PROFILES[PROFILE])
+    env = _service_env({"UV_PYTHON": python})
+    with locked(root / "svc.lock"):
+        _run([uv, "sync"], cwd=project, env=env, timeout=SYNC_TIMEOUT)
+    job = str(answers["project_slug"])
+    package = project / "src" / str(answers["package_name"]) / "__init__.py"
+    service_name = re.search(r'^SERVICE_NAME = "([^"]+)"', package.read_text(), re.M)
+    assert service_name, f"no SERVICE_NAME in {package}"
+    command = [uv, "run", "--no-sync", job]
+    token = _run([*command, "token", "--role", "admin"], cwd=project, env=env, timeout=120)
+
+    workdir = tmp_path_factory.mktemp("observability-e2e")
+    instances = [
+        Instance(name, workers, _free_port(), workdir / f"service-{name}.log")
+        for name, workers in INSTANCES.items()
+    ]
+    config, groups = _prometheus_config(project, job, [i.address for i in instances], workdir)
+
+    envs = {
+        i.name: {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / i.name}.db"}
+        for i in instances
+    }
+    for instance in instances:
+        _run([*command, "migrate"], cwd=project, env=envs[instance.name], timeout=120)
+
+    # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
+    with ExitStack() as processes:
+        waits: list[tuple[str, str, subprocess.Popen[bytes], Path]] = []
+        for instance in instances:
+            serve = [*command, "serve", "--port", str(instance.port)]
+            serve += ["--workers", str(instance.workers)] if instance.workers > 1 else []
+            process = processes.enter_context(
+                _running(serve, cwd=project, env=envs[instance.name], log=instance.log)
+            )
+            what = f"the service ({' '.join(serve[3:])})"
+            waits.append((what, f"{instance.url}/health/ready", process, instance.log))
+        started = time.time()
+        port = _free_port()
+        log = workdir / "prometheus.log"
+        prometheus_args = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--enable-feature=exemplar-storage",
+        ]
+        process = processes.enter_context(
+            _running(prometheus_args, cwd=workdir, env=os.environ, log=log)
+        )
+        prometheus = Prometheus(port)
+        waits.append(("Prometheus", f"{prometheus.base}/-/ready", process, log))
+        for what, url, process, output in waits:
+            _wait_until(_answers_200(url), process, output, what)
+        yield Stack(
+            project=project,
+            job=job,
+            service_name=service_name.group(1),
+            token=token.strip(),
+            instances=instances,
+            prometheus=prometheus,
+            prometheus_log=log,
+            rule_groups=groups,
+            started=started,
+        )
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+# What the traffic sent to the API routes: instance address -> status -> requests.
+Sent = dict[str, Counter[str]]
+
+
+def _drive_traffic(stack: Stack) -> Sent:
+    """Healthy traffic: create, read, list, update, delete, and the usual 4xx; no 5xx."""
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    sent: Sent = {instance.address: Counter() for instance in stack.instances}
+    for round_ in range(TRAFFIC_ROUNDS):
+        began = time.monotonic()
+        for instance in stack.instances:
+            items = f"{instance.url}/api/v1/items"
+            created = _http(
+                "POST", items, body={"name": f"n{round_}", "price_cents": 1}, headers=auth
+            )
+            assert created.status == 201, f"POST {items}: {created.status} {created.body!r}"
+            sent[instance.address]["201"] += 1
+            item = f"{items}/{created.json()['id']}"
+            etag = {"If-None-Match": created.headers["etag"]}
+            calls: list[tuple[str, str, Any, Mapping[str, str], int]] = [
+                ("GET", items, None, {}, 200),
+                ("GET", f"{items}?limit=5&offset=0", None, {}, 200),
+                ("GET", item, None, etag, 304),
+                ("PATCH", item, {"quantity": round_ + 1}, auth, 200),
+                ("GET", f"{items}/999999", None, {}, 404),
+                ("POST", items, {"name": "anonymous", "price_cents": 1}, {}, 401),
+                ("POST", items, {"name": "", "price_cents": -1}, auth, 422),
+                ("GET", f"{instance.url}/no-such-route", None, {}, 404),
+                ("GET", f"{instance.url}/health/ready", None, {}, 200),
+            ]
+            if round_ % 2:
+                calls.append(("DELETE", item, None, auth, 204))
+            for method, url, body, headers, status in calls:
+                reply = _http(method, url, body=body, headers=headers)
+                assert reply.status == status, f"{method} {url}: {reply.status} {reply.body!r}"
+                if urllib.parse.urlsplit(url).path.startswith("/api/"):
+                    sent[instance.address][str(status)] += 1
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+    return sent
+
+
+def _wait_for(condition: Callable[[], bool], stack: Stack, what: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{what}: not within {SETTLE_TIMEOUT}s\n"
+                f"targets: {json.dumps(stack.prometheus.targets(stack.job), indent=1)}\n"
+                f"{_tail(stack.prometheus_log)}"
+            )
+        time.sleep(0.2)
+
+
+def _targets_up(stack: Stack) -> bool:
+    targets = stack.prometheus.targets(stack.job)
+    return len(targets) == len(stack.instances) and all(t["health"] == "up" for t in targets)
+
+
+def _scraped_after(stack: Stack, moment: float) -> float | None:
+    """The latest scrape, once every target of the job has been scraped after ``moment``."""
+    scrapes = [_unix(t["lastScrape"]) for t in stack.prometheus.targets(stack.job)]
+    if len(scrapes) != len(stack.instances) or min(scrapes) <= moment:
+        return None
+    return max(scrapes)
+
+
+def _evaluated_after(stack: Stack, moment: float) -> bool:
+    groups = stack.prometheus.rule_groups()
+    return bool(groups) and all(_unix(g["lastEvaluation"]) > moment for g in groups)
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+@dataclass(frozen=True)
+class Query:
+    where: str
+    expr: str
+    exemplar: bool = False
+
+
+@dataclass
+class Datasources:
+    """The provisioned Grafana data sources: uid and name -> plugin type."""
+
+    types: dict[str, str]
+    default: str
+    # The trace-to-metrics links: (where, PromQL with $__tags, {span attribute: label})
+    trace_queries: list[tuple[str, str, dict[str, str]]]
+
+    @classmethod
+    def load(cls, project: Path) -> Datasources:
+        types: dict[str, str] = {}
+        default = "prometheus"
+        queries: list[tuple[str, str, dict[str, str]]] = []
+        directory = project / "observability" / "grafana" / "provisioning" / "datasources"
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            for source in yaml.safe_load(path.read_text()).get("datasources") or []:
+                for key in ("uid", "name"):
+                    if source.get(key):
+                        types[source[key]] = source["type"]
+                if source.get("isDefault"):
+                    default = source["type"]
+                links = (source.get("jsonData") or {}).get("tracesToMetrics") or {}
+                tags = {t["key"]: t.get("value") or t["key"] for t in links.get("tags") or []}
+                for query in links.get("queries") or []:
+                    # In provisioning files `$$` is a literal `$`.
+                    promql = str(query["query"]).replace("$$", "$")
+                    where = f"data source {source['name']!r} > trace-to-metrics {query['name']!r}"
+                    queries.append((where, promql, tags))
+        return cls(types, default, queries)
+
+    def type_of(self, ref: Any, variables: Mapping[str, str]) -> str:
+        """The plugin type a panel's or target's ``datasource`` refers to."""
+        if ref is None:
+            return self.default
+        if isinstance(ref, dict):
+            if ref.get("type"):
+                return str(ref["type"])
+            ref = ref.get("uid")
+            if ref is None:
+                return self.default
+        name = str(ref)
+        variable = GRAFANA_VARIABLE.fullmatch(name)
+        if variable:
+            name = variables.get(next(filter(None, variable.groups())), name)
+        return self.types.get(name, name)
+
+
+def _panels(container: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every panel, those inside (collapsed) rows and the old schema's rows included."""
+    for panel in container.get("panels") or []:
+        yield panel
+        yield from _panels(panel)
+    for row in container.get("rows") or []:
+        yield from _panels(row)
+
+
+def _range(dashboard: Mapping[str, Any]) -> str:
+    start = str((dashboard.get("time") or {}).get("from", ""))
+    match = re.fullmatch(r"now-(\d+[smhdwy])", start)
+    return match.group(1) if match else DEFAULT_RANGE
+
+
+def _seconds(duration: str) -> int:
+    return int(duration[:-1]) * DURATION_SECONDS[duration[-1]]
+
+
+def _substitute(expr: str, values: Mapping[str, str]) -> tuple[str, set[str]]:
+    """``expr`` with Grafana's variables replaced, and the names it does not know."""
+    unknown: set[str] = set()
+
+    def replace(match: re.Match[str]) -> str:
+        name = next(filter(None, match.groups()))
+        if name in values:
+            return values[name]
+        unknown.add(name)
+        return match.group(0)
+
+    return GRAFANA_VARIABLE.sub(replace, expr), unknown
+
+
+def _builtin_variables(time_range: str) -> dict[str, str]:
+    seconds = _seconds(time_range)
+    return {
+        "__rate_interval": INTERVAL,
+        "__interval": INTERVAL,
+        "__interval_ms": str(INTERVAL_SECONDS * 1000),
+        "__rate_interval_ms": str(INTERVAL_SECONDS * 1000),
+        "__range": time_range,
+        "__range_s": str(seconds),
+        "__range_ms": str(seconds * 1000),
+    }
+
+
+def _dashboard_variables(
+    dashboard: Mapping[str, Any],
+    title: str,
+    stack: Stack,
+    datasources: Datasources,
+    problems: list[str],
+) -> dict[str, str]:
+    """A value for each of the dashboard's variables, as Grafana would pick it here."""
+    values = _builtin_variables(_range(dashboard))
+    for variable in (dashboard.get("templating") or {}).get("list") or []:
+        name, kind = variable["name"], variable.get("type", "query")
+        query = variable.get("query")
+        if isinstance(query, dict):
+            query = query.get("query")
+        current = (variable.get("current") or {}).get("value")
+        if kind == "datasource":
+            values[name] = str(query)  # the plugin type: the variable is a data source
+        elif kind == "query":
+            if datasources.type_of(variable.get("datasource"), values) != "prometheus":
+                continue
+            match = LABEL_VALUES.fullmatch(str(query or ""))
+            if not match:
+                problems.append(f"{title}: variable {name}: cannot resolve query {query!r}")
+                continue
+            params: dict[str, str] = {}
+            if match["match"]:
+                params["match[]"], _ = _substitute(match["match"], values)
+            found: list[str] = stack.prometheus.data(
+                f"/api/v1/label/{match['label']}/values", params
+            )
+            if match["label"] == "job" and stack.job not in found:
+                problems.append(
+                    f"{title}: variable {name} ({query}) offers {found}, not the job {stack.job!r}"
+                )
+            elif not found:
+                problems.append(f"{title}: variable {name} ({query}) has no value")
+            values[name] = stack.job if match["label"] == "job" else (found or [""])[0]
+        elif kind in {"custom", "constant", "textbox", "interval"}:
+            if isinstance(current, list):
+                current = "|".join(current)
+            options = [o.strip() for o in str(query or "").split(",") if o.strip()]
+            values[name] = str(current) if current not in (None, "") else (options or [""])[0]
+    return values
+
+
+def _dashboard_queries(stack: Stack, problems: list[str]) -> tuple[list[Query], list[str]]:
+    """Every PromQL query of the rendered dashboards (substituted), and the skipped ones."""
+    directory = stack.project / "observability" / "grafana" / "dashboards"
+    paths = sorted(directory.glob("*.json"))
+    assert paths, f"no Grafana dashboard rendered: {directory} has no *.json"
+    datasources = Datasources.load(stack.project)
+    queries: list[Query] = []
+    skipped: list[str] = []
+    for path in paths:
+        dashboard = json.loads(path.read_text())
+        title = f"{path.relative_to(stack.project)} ({dashboard.get('title')!r})"
+        values = _dashboard_variables(dashboard, title, stack, datasources, problems)
+        count = len(queries)
+        for panel in _panels(dashboard):
+            for target in panel.get("targets") or []:
+                where = f"{title} > panel {panel.get('title')!r} > {target.get('refId', '?')}"
+                ref = target.get("datasource") or panel.get("datasource")
+                kind = datasources.type_of(ref, values)
+                if kind != "prometheus":
+                    skipped.append(f"{where} ({kind})")
+                    continue
+                expr = str(target.get("expr") or "").strip()
+                if not expr:
+                    problems.append(f"{where}: a Prometheus target without an expression")
+                    continue
+                promql, unknown = _substitute(expr, values)
+                if unknown:
+                    problems.append(f"{where}: unknown variables {sorted(unknown)} in {expr}")
+                    continue
+                queries.append(Query(where, promql, bool(target.get("exemplar"))))
+        if len(queries) == count:
+            problems.append(f"{title}: no Prometheus query")
+    # A span of the service carries its service.name; $__tags maps it to labels.
+    span = {"service.name": stack.service_name}
+    for where, expr, tags in datasources.trace_queries:
+        missing = sorted(set(tags) - set(span))
+        if missing:
+            problems.append(f"{where}: maps span attributes the test does not know: {missing}")
+            continue
+        selector = ", ".join(f'{label}="{span[key]}"' for key, label in tags.items())
+        promql, unknown = _substitute(
+            expr, {**_builtin_variables(DEFAULT_RANGE), "__tags": selector}
+        )
+        if unknown:
+            problems.append(f"{where}: unknown variables {sorted(unknown)} in {expr}")
+        else:
+            queries.append(Query(where, promql))
+    return queries, skipped
+
+
+def _check_query(stack: Stack, query: Query) -> str | None:
+    """Why the query shows nothing (or NaN) in Grafana, or None when it has data."""
+    document = stack.prometheus.call("/api/v1/query", {"query": query.expr})
+    if document.get("status") != "success":
+        return f"error {document.get('errorType')}: {document.get('error')}"
+    data = document["data"]
+    kind, result = data["resultType"], data["result"]
+    if kind in {"scalar", "string"}:
+        samples = [result[1]]
+    elif kind == "vector":
+        samples = [s["value"][1] for s in result]
+    else:  # matrix
+        samples = [v[1] for s in result for v in s["values"]]
+    if not samples:
+        return "no data (an empty result)"
+    if kind != "string" and all(math.isnan(float(v)) for v in samples):
+        return f"only NaN: {result}"
+    return None
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_targets(stack: Stack, problems: list[str]) -> None:
+    addresses = {i.address for i in stack.instances}
+    targets = stack.prometheus.targets(stack.job)
+    seen = {t["labels"]["instance"] for t in targets}
+    if seen != addresses:
+        problems.append(f"job {stack.job}: targets {sorted(seen)}, expected {sorted(addresses)}")
+    for target in targets:
+        if target["health"] != "up" or target["lastError"]:
+            problems.append(
+                f"target {target['scrapeUrl']}: {target['health']}, {target['lastError']!r}"
+            )
+    counts = stack.prometheus.data(
+        "/api/v1/query", {"query": f'count_over_time(up{{job="{stack.job}"}}[5m])'}
+    )["result"]
+    scrapes = {s["metric"]["instance"]: int(float(s["value"][1])) for s in counts}
+    for address in addresses:
+        if scrapes.get(address, 0) < MIN_SCRAPES:
+            problems.append(f"target {address}: {scrapes.get(address, 0)} scrapes")
+
+
+def _check_counts(stack: Stack, sent: Sent, problems: list[str]) -> None:
+    """Prometheus counted every API request once, whichever worker answered the scrape."""
+    api = f'job="{stack.job}", route=~"/api/.+"'
+    counted: Sent = {address: Counter() for address in sent}
+    answer = stack.prometheus.data(
+        "/api/v1/query", {"query": f"sum by (instance, status) (app_http_requests_total{{{api}}})"}
+    )
+    for sample in answer["result"]:
+        labels = sample["metric"]
+        counted.setdefault(labels["instance"], Counter())[labels["status"]] = round(
+            float(sample["value"][1])
+        )
+    observed = stack.prometheus.data(
+        "/api/v1/query",
+        {"query": f"sum by (instance) (app_http_request_duration_seconds_count{{{api}}})"},
+    )
+    durations = {s["metric"]["instance"]: round(float(s["value"][1])) for s in observed["result"]}
+    for instance in stack.instances:
+        expected, got = sent[instance.address], counted.get(instance.address, Counter())
+        if got != expected:
+            problems.append(
+                f"{instance.name}: app_http_requests_total by status is {dict(got)}, "
+                f"the traffic was {dict(expected)}"
+            )
+        total = sum(expected.values())
+        if durations.get(instance.address) != total:
+            problems.append(
+                f"{instance.name}: app_http_request_duration_seconds_count is "
+                f"{durations.get(instance.address)}, the traffic was {total} requests"
+            )
+
+
+def _check_rules(stack: Stack, problems: list[str]) -> None:
+    loaded = {g["name"]: g for g in stack.prometheus.rule_groups()}
+    for name, source in stack.rule_groups.items():
+        if name not in loaded:
+            problems.append(f"rule group {name} ({source}) is not loaded")
+            continue
+        for rule in loaded[name]["rules"]:
+            if rule["health"] != "ok":
+                problems.append(
+                    f"rule {rule['name']} ({source}): health {rule['health']!r}, "
+                    f"{rule.get('lastError', '')!r}"
+                )
+    extra = sorted(set(loaded) - set(stack.rule_groups))
+    if extra:
+        problems.append(f"rule groups loaded that no rendered file has: {extra}")
+
+
+def _exemplars(stack: Stack, expr: str) -> list[dict[str, Any]]:
+    series: list[dict[str, Any]] = stack.prometheus.data(
+        "/api/v1/query_exemplars",
+        {"query": expr, "start": f"{stack.started - 60:.3f}", "end": f"{time.time() + 60:.3f}"},
+    )
+    return series
+
+
+def _check_exemplars(stack: Stack, queries: list[Query], problems: list[str]) -> None:
+    histogram = f'app_http_request_duration_seconds_bucket{{job="{stack.job}"}}'
+    series = _exemplars(stack, histogram)
+    for instance in stack.instances:
+        ids = {
+            exemplar["labels"].get("trace_id", "")
+            for s in series
+            if s["seriesLabels"].get("instance") == instance.address
+            for exemplar in s["exemplars"]
+        }
+        if not ids:
+            problems.append(f"{histogram}: no exemplar from {instance.name} ({instance.address})")
+            continue
+        malformed = sorted(i for i in ids if not TRACE_ID.fullmatch(i))
+        if malformed:
+            problems.append(f"{instance.name}: exemplars without a 32-hex trace_id: {malformed}")
+        logged = set(re.findall(r'"trace_id":\s*"([0-9a-f]{32})"', instance.log.read_text()))
+        unknown = sorted(ids - logged - set(malformed))
+        if unknown:
+            problems.append(
+                f"{instance.name}: exemplar trace ids that no log line of the service has: "
+                f"{unknown}"
+            )
+    for query in queries:
+        if query.exemplar and not any(s["exemplars"] for s in _exemplars(stack, query.expr)):
+            problems.append(f"{query.where}: drawn with exemplars, but none for {query.expr}")
+
+
+def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
+    stack: Stack,
+) -> None:
+    _wait_for(lambda: _targets_up(stack), stack, f"every target of job {stack.job} up")
+    sent = _drive_traffic(stack)
+    # The last requests are scraped, then every rule group evaluates on top of them.
+    traffic_done = time.time()
+    _wait_for(lambda: _scraped_after(stack, traffic_done) is not None, stack, "a last scrape")
+    last_scrape = _scraped_after(stack, traffic_done)
+    assert last_scrape is not None
+    _wait_for(lambda: _evaluated_after(stack, last_scrape), stack, "a last rule evaluation")
+
+    problems: list[str] = []
+    _check_targets(stack, problems)
+    _check_counts(stack, sent, problems)
+    _check_rules(stack, problems)
+    queries, skipped = _dashboard_queries(stack, problems)
+    for query in queries:
+        why = _check_query(stack, query)
+        if why is not None:
+            problems.append(f"{query.where}: {why}\n    {query.expr}")
+    _check_exemplars(stack, queries, problems)
+
+    summary = f"{len(queries)} PromQL queries checked; skipped (not Prometheus): {skipped}"
+    assert not problems, summary + "\n" + "\n".join(f"- {p}" for p in problems)
