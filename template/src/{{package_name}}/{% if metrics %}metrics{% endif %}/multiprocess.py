@@ -8,11 +8,13 @@ directory before the workers start.
 """
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from prometheus_client import multiprocess
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,6 +44,25 @@ def metrics_directory(workers: int) -> Iterator[None]:
             yield
         finally:
             del os.environ[MULTIPROCESS_DIR_VARIABLE]
+
+
+def forget_dead_processes() -> None:
+    """Drops the live gauges of workers that died without stopping cleanly.
+
+    uvicorn replaces a crashed worker, but the dead one's files would keep counting its
+    in-flight requests, memory and pool in the sums; each new worker sweeps them.
+    """
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    pids = {
+        int(match.group(1))
+        for path in Path(directory).glob("gauge_live*_*.db")
+        if (match := re.search(r"_(\d+)\.db$", path.name))
+    }
+    for pid in pids:
+        if not psutil.pid_exists(pid):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def forget_this_process() -> None:

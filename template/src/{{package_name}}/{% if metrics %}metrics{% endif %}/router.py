@@ -1,7 +1,7 @@
 """``GET /metrics`` in Prometheus text or, when the scraper asks for it, OpenMetrics.
 
-Exemplars appear only in OpenMetrics, which Prometheus requests when its exemplar storage
-is enabled.
+Exemplars appear only in OpenMetrics, which Prometheus asks for (version 3 always, 2.x
+with exemplar storage enabled).
 """
 
 from functools import cache

@@ -18,7 +18,7 @@ from .instruments import (
     PROCESS_CPU,
     PROCESS_MEMORY,
 )
-from .multiprocess import forget_this_process
+from .multiprocess import forget_dead_processes, forget_this_process
 
 
 class RuntimeSampler:
@@ -29,6 +29,7 @@ class RuntimeSampler:
         self._process = psutil.Process()
         self._cpu_seconds = 0.0
         self._lags: deque[tuple[float, float]] = deque()
+        self.worst_lag = 0.0
 
     def sample_process(self) -> None:
         cpu = self._process.cpu_times()
@@ -41,13 +42,18 @@ class RuntimeSampler:
         if callable(checked_out):
             DB_POOL_IN_USE.set(checked_out())
 
-    def record_lag(self, now: float, lag: float) -> None:
-        # The gauge shows the worst lag of the window, so a stall between two scrapes
-        # is still visible at the next one.
+    def record_lag(self, now: float, lag: float) -> float:
+        """Adds a sample; returns and publishes the worst lag of the window.
+
+        The worst rather than the latest, so a stall between two scrapes is still
+        visible at the next one.
+        """
         self._lags.append((now, lag))
         while self._lags[0][0] < now - self.lag_window:
             self._lags.popleft()
-        EVENT_LOOP_LAG.set(max(sample for _, sample in self._lags))
+        worst = max(sample for _, sample in self._lags)
+        EVENT_LOOP_LAG.set(worst)
+        return worst
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -57,13 +63,14 @@ class RuntimeSampler:
             await asyncio.sleep(self.interval)
             # A timer fires late by as long as callbacks kept the loop from running.
             now = loop.time()
-            self.record_lag(now, max(now - expected, 0.0))
+            self.worst_lag = self.record_lag(now, max(now - expected, 0.0))
 
 
 @asynccontextmanager
 async def runtime_metrics_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Samples while the app runs; enter it after the database lifespan (it reads the pool)."""
     settings = app.state.settings
+    forget_dead_processes()
     DB_POOL_LIMIT.set(settings.database.pool_size + settings.database.max_overflow)
     BUILD_INFO.labels(app.version, settings.environment).set(1)
     sampler = RuntimeSampler(
