@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, params
 from structlog.typing import Processor
 
 from .. import SERVICE_NAME
@@ -35,6 +35,7 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     log_processors: Sequence[Processor] = (),
     log_handlers: Sequence[logging.Handler] = (),
+    dependencies: Sequence[params.Depends] = (),
 ) -> FastAPI:
     configure_logging(settings.logging, log_processors, log_handlers)
 
@@ -51,6 +52,8 @@ def build_app(
         title=SERVICE_NAME,
         version=version,
         lifespan=lifespan,
+        # Run for every route, before the route's own (a slice's per-request context).
+        dependencies=list(dependencies),
     )
     app.state.settings = settings
     app.state.readiness = ReadinessChecks()

@@ -39,14 +39,23 @@ async def auth_lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+async def verify_request_token(request: Request, token: str) -> Principal:
+    """The token's principal, verified once per request however many dependencies ask."""
+    verified: dict[str, Principal] = request.state.__dict__.setdefault("verified_tokens", {})
+    principal = verified.get(token)
+    if principal is None:
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = verified[token] = await verifier.verify(token)
+    return principal
+
+
 async def optional_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal | None:
     if credentials is None:
         return None
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(credentials.credentials)
+    return await verify_request_token(request, credentials.credentials)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
