@@ -38,11 +38,14 @@ DOMAINS: dict[str, list[Any]] = {
     "metrics": [False, True],
     "tracing": [False, True],
     "trace_backend": ["jaeger", "tempo"],
+    "feature_flags": [False, True],
+    "flag_provider": ["builtin", "flagd", "launchdarkly"],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
 ASKED_WHEN: dict[str, Callable[[Answers], bool]] = {
     "trace_backend": lambda a: bool(a["tracing"]),
+    "flag_provider": lambda a: bool(a["feature_flags"]),
 }
 
 # Always given: copier.yml has no default for project_name.
@@ -87,6 +90,50 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/tempo": lambda a: bool(a["tracing"]) and a["trace_backend"] == "tempo",
     "docs/runbooks": lambda a: bool(a["metrics"]),
     "docs/observability.md": lambda a: bool(a["metrics"] or a["tracing"]),
+    "src/{package_name}/flags": lambda a: bool(a["feature_flags"]),
+    "src/{package_name}/flags/metrics.py": lambda a: bool(a["feature_flags"] and a["metrics"]),
+    "src/{package_name}/flags/tracing.py": lambda a: bool(a["feature_flags"] and a["tracing"]),
+    "observability/grafana/dashboards/flags.json": lambda a: bool(
+        a["metrics"] and a["feature_flags"]
+    ),
+    "docs/flags.md": lambda a: bool(a["feature_flags"]),
+    "tests/test_flag_cli.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "tests/test_flag_admin.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "tests/test_flag_evaluation.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "tests/test_flag_context.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "tests/test_flag_observability.py": lambda a: bool(
+        a["feature_flags"] and (a["metrics"] or a["tracing"])
+    ),
+    "tests/test_flag_sync.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "tests/test_ofrep.py": lambda a: bool(a["feature_flags"]) and a["flag_provider"] == "builtin",
+    "src/{package_name}/flags/builtin": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "src/{package_name}/flags/builtin/redis_sync.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin" and bool(a["redis"])
+    ),
+    "src/{package_name}/migrations/versions/0002_create_feature_flags.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
+    "flags": lambda a: bool(a["feature_flags"]) and a["flag_provider"] == "flagd",
+    "flags/flags.json": lambda a: bool(a["feature_flags"]) and a["flag_provider"] == "flagd",
+    "tests/test_flagd.py": lambda a: bool(a["feature_flags"]) and a["flag_provider"] == "flagd",
+    "tests/test_launchdarkly.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "launchdarkly"
+    ),
+    "tests/test_flagd_format.py": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -203,7 +250,8 @@ PROFILES: dict[str, Answers] = {
         "redis": True,
         "trace_backend": "tempo",
     },
-    "bare": {**BASE_ANSWERS, "metrics": False, "tracing": False},
+    "bare": {**BASE_ANSWERS, "metrics": False, "tracing": False, "feature_flags": False},
+    "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
 }
 
 # Everything switched on, for checks that want the largest render.

@@ -180,3 +180,31 @@ def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) 
     assert (project / "observability" / "tempo").is_dir()
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
+
+
+def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) -> None:
+    project = generate(template_repo, tmp_path / "svc", feature_flags=False)
+    pkg = read_answers(project)["package_name"]
+    package = project / "src" / pkg
+    migration = package / "migrations" / "versions" / "0002_create_feature_flags.py"
+    assert not (package / "flags").exists()
+    assert not migration.exists()
+    service, _ = edit_user_code(project)
+
+    copier.run_update(
+        str(project),
+        data={"feature_flags": True},
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+    )
+
+    answers = read_answers(project)
+    assert (answers["feature_flags"], answers["flag_provider"]) == (True, "builtin")
+    assert (package / "flags" / "builtin" / "provider.py").is_file()
+    # The flag tables arrive as the next migration, after the ones already applied.
+    assert 'down_revision: str | None = "0001"' in migration.read_text(encoding="utf-8")
+    assert "from .flags.builtin.models import" in (package / "models.py").read_text("utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))

@@ -1,0 +1,184 @@
+"""Admin API for flags: change them at run time, no deploy. Admin role required."""
+
+from typing import Annotated, Any, NoReturn
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...core.auth.dependencies import require_roles
+from ...core.auth.principal import Principal
+from ...core.errors import problem_responses
+from .dependencies import FlagServiceDep
+from .flagd_format import FlagdFormatError, export_flags, import_flags
+from .schemas import FlagBody, FlagChangeRead, FlagDefinition, VariantName
+
+AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+
+router = APIRouter(
+    prefix="/api/v1/flags",
+    tags=["flags"],
+    responses=problem_responses(401, 403),
+)
+
+
+class FlagPatch(BaseModel):
+    """Fields to change; the result is validated as a whole definition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    enabled: bool | None = None
+    default_variant: VariantName | None = None
+
+
+class RolloutChange(BaseModel):
+    """Serve ``variant`` to ``percent`` of the users no rule matched; the rest get the
+    default variant. Sticky per user; raising the percentage only adds users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: VariantName
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
+def _validated(data: dict[str, Any]) -> FlagBody:
+    """A merged definition, or a 422 naming what is wrong with it (not a 500)."""
+    try:
+        return FlagBody.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from exc
+
+
+def _invalid_variant(variant: str, message: str) -> NoReturn:
+    # Named after the request's own field, not the fallthrough it would have produced.
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": ("body", "variant"), "msg": message, "input": variant}]
+    )
+
+
+@router.get("")
+async def list_flags(_: AdminDep, service: FlagServiceDep) -> list[FlagDefinition]:
+    return await service.list_all()
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422))
+async def create_flag(
+    principal: AdminDep,
+    body: FlagDefinition,
+    service: FlagServiceDep,
+    request: Request,
+    response: Response,
+) -> FlagDefinition:
+    created = await service.create(body, actor=principal.subject)
+    response.headers["Location"] = str(request.url_for("get_flag", key=created.key))
+    return created
+
+
+@router.get("/{key}", responses=problem_responses(404))
+async def get_flag(key: str, _: AdminDep, service: FlagServiceDep) -> FlagDefinition:
+    return await service.get(key)
+
+
+@router.put("/{key}", responses=problem_responses(404, 422))
+async def replace_flag(
+    key: str, body: FlagBody, principal: AdminDep, service: FlagServiceDep
+) -> FlagDefinition:
+    return await service.replace(key, body, actor=principal.subject)
+
+
+@router.patch("/{key}", responses=problem_responses(404, 422))
+async def patch_flag(
+    key: str, body: FlagPatch, principal: AdminDep, service: FlagServiceDep
+) -> FlagDefinition:
+    current = await service.get(key)
+    changes = body.model_dump(exclude_none=True)
+    merged = _validated({**current.model_dump(exclude={"key"}), **changes})
+    return await service.replace(key, merged, actor=principal.subject)
+
+
+@router.put("/{key}/rollout", responses=problem_responses(404, 422))
+async def set_rollout(
+    key: str, body: RolloutChange, principal: AdminDep, service: FlagServiceDep
+) -> FlagDefinition:
+    current = await service.get(key)
+    rest = current.default_variant
+    if body.variant not in current.variants:
+        _invalid_variant(body.variant, f"unknown variant; the flag has {sorted(current.variants)}")
+    if body.variant == rest:
+        _invalid_variant(body.variant, f"must differ from the default variant {rest!r}")
+    # The rolled-out variant first: raising its share then only adds users (bucketing.py).
+    weights = {body.variant: body.percent, rest: 100 - body.percent}
+    merged = _validated(
+        {**current.model_dump(exclude={"key"}), "fallthrough": {"weights": weights}}
+    )
+    return await service.replace(key, merged, actor=principal.subject)
+
+
+@router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404))
+async def delete_flag(key: str, principal: AdminDep, service: FlagServiceDep) -> None:
+    await service.delete(key, actor=principal.subject)
+
+
+@router.get("/{key}/changes", responses=problem_responses(404))
+async def flag_changes(
+    key: str,
+    _: AdminDep,
+    service: FlagServiceDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[FlagChangeRead]:
+    return await service.changes(key, limit)
+
+
+# --------------------------------------------------------------------------- #
+# flagd's flag-definition format (flagd_format.py)
+# --------------------------------------------------------------------------- #
+
+
+class FlagdImportResult(BaseModel):
+    """The keys of the imported flags, by what the import did to them."""
+
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+@router.get("/export/flagd")
+async def export_flagd(_: AdminDep, service: FlagServiceDep) -> dict[str, Any]:
+    """Every flag as a flagd flag-definition document: flagd serves it unchanged, with the
+    same results (percentage buckets included)."""
+    return export_flags(await service.list_all())
+
+
+@router.post("/import/flagd", responses=problem_responses(422))
+async def import_flagd(
+    document: dict[str, Any], principal: AdminDep, service: FlagServiceDep
+) -> FlagdImportResult:
+    """Creates or replaces the flags of a flagd document; flags it does not name stay.
+
+    Takes what the export writes, and flags without targeting. All or nothing: a flag
+    using anything else is a 422 naming the flag and what is unsupported.
+    """
+    try:
+        definitions = import_flags(document)
+    except FlagdFormatError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", *problem.location),
+                    "msg": problem.message,
+                    "input": None,
+                }
+                for problem in exc.problems
+            ]
+        ) from exc
+    outcome = await service.import_(definitions, actor=principal.subject)
+    return FlagdImportResult(
+        created=sorted(key for key, result in outcome.items() if result == "created"),
+        updated=sorted(key for key, result in outcome.items() if result == "updated"),
+        unchanged=sorted(key for key, result in outcome.items() if result == "unchanged"),
+    )

@@ -1,0 +1,166 @@
+"""Flag definitions as the admin API, the database and the CLI exchange them.
+
+A definition is validated as a whole, so a flag that reaches the evaluator is always
+consistent: every variant has the flag's type, every rule serves a known variant, every
+rollout's percentages are 0-100 and add up to 100. Errors name the field.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+FlagKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+FlagType = Literal["boolean", "string", "number", "object"]
+# Context attributes a rule can test. targetingKey is the user id (or anonymous id).
+# No dots: flagd reads "a.b" as a nested path, this provider as one key; the formats agree
+# only on flat names.
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "boolean": lambda value: isinstance(value, bool),
+    "string": lambda value: isinstance(value, str),
+    "number": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    "object": lambda value: isinstance(value, dict),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(Strict):
+    """``attribute`` of the evaluation context compared with ``values``.
+
+    For a list attribute (``groups``), ``in`` holds when any element is among the values.
+    """
+
+    attribute: AttributeName
+    operator: Literal["in", "not_in", "starts_with", "ends_with"]
+    values: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(min_length=1)]
+
+
+class Rollout(Strict):
+    """Percent of the matching users per variant, sticky per user, in the listed order.
+
+    Raising the first variant's share only adds users to it: keep the variant that grows
+    first.
+    """
+
+    weights: Annotated[dict[VariantName, Percent], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _adds_up_to_100(self) -> Self:
+        total = sum(self.weights.values())
+        if total != 100:
+            raise ValueError(f"rollout percentages must add up to 100, not {total}")
+        return self
+
+
+class Serve(Strict):
+    """What a rule (or the fallthrough) gives: one variant, or a percentage rollout."""
+
+    variant: VariantName | None = None
+    rollout: Rollout | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.variant is None) == (self.rollout is None):
+            raise ValueError("give either variant or rollout")
+        return self
+
+    def variants(self) -> set[str]:
+        if self.rollout is not None:
+            return set(self.rollout.weights)
+        return {self.variant} if self.variant is not None else set()
+
+
+class Rule(Strict):
+    """Serves ``serve`` to contexts that meet every condition. Rules are tried in order."""
+
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    conditions: Annotated[list[Condition], Field(min_length=1, max_length=20)]
+    serve: Serve
+
+
+class FlagBody(Strict):
+    """A flag's definition without its key (the admin API takes the key from the path)."""
+
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    type: FlagType
+    # Off: every evaluation returns the caller's default with reason DISABLED.
+    enabled: bool = True
+    variants: Annotated[dict[VariantName, JsonValue], Field(min_length=1, max_length=50)]
+    # Served when no rule matches and there is no fallthrough rollout.
+    default_variant: VariantName
+    rules: Annotated[list[Rule], Field(max_length=50)] = []
+    # For contexts no rule matched: a rollout, or None for the default variant.
+    fallthrough: Rollout | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # Each error carries its own location (variants.x, rules.0.serve.variant, ...), so
+        # a 422 names the offending field rather than the whole body.
+        errors: list[InitErrorDetails] = []
+        check = _TYPE_CHECKS[self.type]
+        for name, value in self.variants.items():
+            if not check(value):
+                errors.append(
+                    _error(("variants", name), value, "variant_type", f"is not a {self.type}")
+                )
+        known = sorted(self.variants)
+        served: list[tuple[tuple[str | int, ...], str]] = [
+            (("default_variant",), self.default_variant)
+        ]
+        for index, rule in enumerate(self.rules):
+            if rule.serve.rollout is not None:
+                served += [
+                    (("rules", index, "serve", "rollout", "weights", name), name)
+                    for name in rule.serve.rollout.weights
+                ]
+            elif rule.serve.variant is not None:
+                served.append((("rules", index, "serve", "variant"), rule.serve.variant))
+        if self.fallthrough is not None:
+            served += [
+                (("fallthrough", "weights", name), name) for name in self.fallthrough.weights
+            ]
+        for loc, name in served:
+            if name not in self.variants:
+                message = f"unknown variant {name!r}; the flag has {known}"
+                errors.append(_error(loc, name, "unknown_variant", message))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+
+def _error(loc: tuple[str | int, ...], value: object, kind: str, message: str) -> InitErrorDetails:
+    # Raised inside a validator, pydantic nests these under the model's own location.
+    return InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)
+
+
+class FlagDefinition(FlagBody):
+    key: FlagKey
+
+
+class FlagChangeRead(BaseModel):
+    """One entry of the audit log: who changed what, when, from what to what."""
+
+    id: int
+    flag_key: str
+    actor: str
+    action: Literal["create", "update", "delete", "import"]
+    before: dict[str, JsonValue] | None
+    after: dict[str, JsonValue] | None
+    changed_at: datetime
