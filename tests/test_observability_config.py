@@ -1,11 +1,12 @@
 """The monitoring stack of the compose `observability` profile, checked on renders.
 
-Each combination of the answers that shape the stack (metrics, tracing, trace_backend) is
-rendered once (shared with test_render.py when a matrix case has the same answers) and
-checked with the tools that run the files, promtool and amtool, and against the contracts
-between the files: dashboards query only metrics the service exports or the rules record,
-through provisioned data source uids; every alert has a runbook and unit tests; every
-collector pipeline limits memory before it batches; compose mounts files that exist.
+Each combination of the answers that shape the stack (metrics, tracing, trace_backend, and
+feature_flags, which adds a metric and a dashboard) is rendered once (shared with
+test_render.py when a matrix case has the same answers) and checked with the tools that run
+the files, promtool and amtool, and against the contracts between the files: dashboards
+query only metrics the service exports or the rules record, through provisioned data source
+uids; every alert has a runbook and unit tests; every collector pipeline limits memory
+before it batches; compose mounts files that exist.
 
 promtool and amtool come from Debian's `prometheus` and `prometheus-alertmanager`
 packages (.ci/run installs them). Without them these tests skip, or fail under CI=true.
@@ -52,6 +53,8 @@ SERVICE_METRICS = frozenset(
         "app_build_info",
     }
 )
+# With feature_flags: the flag slice's evaluation counter (its dashboard reads it).
+FLAG_METRICS = frozenset({"app_flags_evaluations_total"})
 # Series Prometheus itself writes.
 PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -68,12 +71,14 @@ class Variant:
     metrics: bool
     tracing: bool
     trace_backend: str | None = None
+    feature_flags: bool = True
 
     def matches(self, answers: Answers) -> bool:
         return (
             answers["metrics"] == self.metrics
             and answers["tracing"] == self.tracing
             and answers.get("trace_backend") == self.trace_backend
+            and answers["feature_flags"] == self.feature_flags
         )
 
     def render_key(self) -> tuple[str, Answers]:
@@ -81,7 +86,12 @@ class Variant:
         for case in CASES:
             if self.matches(case.answers):
                 return case.id, case.data
-        data: Answers = {**BASE_ANSWERS, "metrics": self.metrics, "tracing": self.tracing}
+        data: Answers = {
+            **BASE_ANSWERS,
+            "metrics": self.metrics,
+            "tracing": self.tracing,
+            "feature_flags": self.feature_flags,
+        }
         if self.trace_backend is not None:
             data["trace_backend"] = self.trace_backend
         return f"observability-{self.id}", data
@@ -91,6 +101,8 @@ VARIANTS = [
     Variant("metrics-jaeger", metrics=True, tracing=True, trace_backend="jaeger"),
     Variant("metrics-tempo", metrics=True, tracing=True, trace_backend="tempo"),
     Variant("metrics-only", metrics=True, tracing=False),
+    # The flag slice adds a metric and a dashboard: without it, neither may appear.
+    Variant("metrics-no-flags", metrics=True, tracing=False, feature_flags=False),
     Variant("tracing-jaeger", metrics=False, tracing=True, trace_backend="jaeger"),
     Variant("tracing-tempo", metrics=False, tracing=True, trace_backend="tempo"),
 ]
@@ -107,6 +119,12 @@ def render_of(variant: Variant, renders: RenderCache) -> Path:
     project = renders.get(key, data)
     assert variant.matches(read_answers(project)), f"render {key} does not have {variant}"
     return project
+
+
+def exported_metrics(project: Path) -> frozenset[str]:
+    """What the render's service exports: the flag counter only when it has the flag slice."""
+    flags = bool(read_answers(project).get("feature_flags"))
+    return SERVICE_METRICS | (FLAG_METRICS if flags else frozenset())
 
 
 def tool(name: str) -> str:
@@ -328,7 +346,7 @@ def test_rules_read_only_exported_or_recorded_metrics(
     variant: Variant, renders: RenderCache
 ) -> None:
     project = render_of(variant, renders)
-    known = SERVICE_METRICS | PROMETHEUS_BUILTINS | recorded_names(project)
+    known = exported_metrics(project) | PROMETHEUS_BUILTINS | recorded_names(project)
     problems = [
         f"{rule.get('record') or rule.get('alert')}: {sorted(metric_names(rule['expr']) - known)}"
         for group in rule_groups(project)
@@ -543,13 +561,27 @@ def test_grafana_queries_read_only_exported_or_recorded_metrics(
     variant: Variant, renders: RenderCache
 ) -> None:
     project = render_of(variant, renders)
-    known = SERVICE_METRICS | PROMETHEUS_BUILTINS | recorded_names(project)
+    known = exported_metrics(project) | PROMETHEUS_BUILTINS | recorded_names(project)
     problems = [
         f"{where}: {sorted(metric_names(substitute_grafana_variables(expr)) - known)}"
         for where, expr in grafana_promql(project)
         if metric_names(substitute_grafana_variables(expr)) - known
     ]
     assert not problems, "queries of metrics nobody exports or records:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_flag_dashboard_comes_with_the_flag_slice(variant: Variant, renders: RenderCache) -> None:
+    project = render_of(variant, renders)
+    boards = dashboards(project)
+    assert ("flags.json" in boards) == variant.feature_flags, sorted(boards)
+    if variant.feature_flags:
+        read = {
+            name
+            for _, expr in dashboard_queries(boards["flags.json"])
+            for name in metric_names(substitute_grafana_variables(expr))
+        }
+        assert read - {"app_build_info"} == FLAG_METRICS, sorted(read)
 
 
 @pytest.mark.parametrize("variant", params(VARIANTS))

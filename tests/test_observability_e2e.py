@@ -9,8 +9,9 @@ exemplar storage on and the rendered recording and alerting rules loaded. Their 
 intervals (1m, 5m) are shortened to 1 s so that every recording rule has a value within
 seconds; the expressions are not touched.
 
-After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx) the test checks
-through Prometheus's HTTP API that:
+After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx; with the built-in
+flag provider also a flag created through the admin API and evaluated through OFREP, plus
+a key no flag has) the test checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
@@ -269,6 +270,7 @@ class Stack:
     prometheus_log: Path
     rule_groups: dict[str, str]  # group name -> the rendered file it comes from
     started: float  # unix time before Prometheus started
+    flags: bool  # the built-in flag provider: admin API and OFREP endpoints
 
 
 def _prometheus_config(
@@ -412,6 +414,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             prometheus_log=log,
             rule_groups=groups,
             started=started,
+            flags=bool(answers["feature_flags"]) and answers.get("flag_provider") == "builtin",
         )
 
 
@@ -420,12 +423,57 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 # What the traffic sent to the API routes: instance address -> status -> requests.
 Sent = dict[str, Counter[str]]
+# method, URL, JSON body, headers, expected status
+Call = tuple[str, str, Any, Mapping[str, str], int]
+
+# Evaluated through OFREP by the traffic: a rule and a rollout, so the flag dashboard's
+# panels see variants and reasons of a known flag, and errors of a key no flag has.
+FLAG: dict[str, Any] = {
+    "key": "e2e-checkout",
+    "type": "boolean",
+    "variants": {"on": True, "off": False},
+    "default_variant": "off",
+    "rules": [
+        {
+            "name": "beta testers",
+            "conditions": [{"attribute": "groups", "operator": "in", "values": ["beta"]}],
+            "serve": {"variant": "on"},
+        }
+    ],
+    "fallthrough": {"weights": {"on": 50, "off": 50}},
+}
+FLAG_SYNC_SECONDS = 1.5  # a flag change reaches every worker of an instance within 1 s
+
+
+def _create_flag(stack: Stack, sent: Sent) -> None:
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    for instance in stack.instances:
+        url = f"{instance.url}/api/v1/flags"
+        reply = _http("POST", url, body=FLAG, headers=auth)
+        assert reply.status == 201, f"POST {url}: {reply.status} {reply.body!r}"
+        sent[instance.address]["201"] += 1
+    time.sleep(FLAG_SYNC_SECONDS)
+
+
+def _flag_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
+    if not stack.flags:
+        return []
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    evaluate = f"{instance.url}/ofrep/v1/evaluate/flags"
+    user = {"targetingKey": f"user-{round_}"}
+    return [
+        ("POST", f"{evaluate}/{FLAG['key']}", {"context": user}, auth, 200),
+        ("POST", f"{evaluate}/{FLAG['key']}", {"context": {**user, "groups": ["beta"]}}, auth, 200),
+        ("POST", f"{evaluate}/no-such-flag", {"context": user}, auth, 404),
+    ]
 
 
 def _drive_traffic(stack: Stack) -> Sent:
     """Healthy traffic: create, read, list, update, delete, and the usual 4xx; no 5xx."""
     auth = {"Authorization": f"Bearer {stack.token}"}
     sent: Sent = {instance.address: Counter() for instance in stack.instances}
+    if stack.flags:
+        _create_flag(stack, sent)
     for round_ in range(TRAFFIC_ROUNDS):
         began = time.monotonic()
         for instance in stack.instances:
@@ -437,7 +485,7 @@ def _drive_traffic(stack: Stack) -> Sent:
             sent[instance.address]["201"] += 1
             item = f"{items}/{created.json()['id']}"
             etag = {"If-None-Match": created.headers["etag"]}
-            calls: list[tuple[str, str, Any, Mapping[str, str], int]] = [
+            calls: list[Call] = [
                 ("GET", items, None, {}, 200),
                 ("GET", f"{items}?limit=5&offset=0", None, {}, 200),
                 ("GET", item, None, etag, 304),
@@ -450,6 +498,7 @@ def _drive_traffic(stack: Stack) -> Sent:
             ]
             if round_ % 2:
                 calls.append(("DELETE", item, None, auth, 204))
+            calls += _flag_calls(stack, instance, round_)
             for method, url, body, headers, status in calls:
                 reply = _http(method, url, body=body, headers=headers)
                 assert reply.status == status, f"{method} {url}: {reply.status} {reply.body!r}"
