@@ -61,6 +61,9 @@ class Profile:
     exports: bool = False
     # Extra service settings, as environment variables.
     settings: tuple[tuple[str, str], ...] = ()
+    # Another profile whose rows this one's are divided by (same endpoint and log level),
+    # to isolate what the answers that differ between them cost.
+    baseline: str | None = None
 
 
 BASE_ANSWERS = {"project_name": "Bench Service", "python_version": "3.11"}
@@ -69,6 +72,12 @@ PROFILES: list[Profile] = [
         "foundation",
         {**BASE_ANSWERS, "metrics": False, "tracing": False},
         log_levels=("WARNING", "INFO"),
+        baseline="no-flags",
+    ),
+    # The foundation without the flag slice (on by default): against it, the foundation's
+    # rows show what the per-request evaluation context costs.
+    Profile(
+        "no-flags", {**BASE_ANSWERS, "metrics": False, "tracing": False, "feature_flags": False}
     ),
     Profile("metrics", {**BASE_ANSWERS, "metrics": True, "tracing": False}),
     Profile("tracing", {**BASE_ANSWERS, "metrics": False, "tracing": True}, exports=True),
@@ -526,6 +535,31 @@ def table(results: Sequence[Result], bare_rps: float) -> str:
     return "\n".join(lines)
 
 
+def ratios(results: Sequence[Result]) -> str:
+    """Each row of a profile with a baseline, divided by the baseline's matching row."""
+    baselines = {p.name: p.baseline for p in PROFILES if p.baseline}
+    rows = {(r.target.profile, r.target.name, r.target.log_level): r for r in results}
+    lines = []
+    for result in results:
+        t = result.target
+        base = rows.get((baselines.get(t.profile, ""), t.name, t.log_level))
+        if base is None:
+            continue
+        lines.append(
+            f"{t.profile:<16} {base.target.profile:<16} {t.name:<14} {t.log_level:<8} "
+            f"{result.stats.rps / base.stats.rps:>9.2f} "
+            f"{result.cpu_us_per_request / base.cpu_us_per_request:>9.2f} "
+            f"{result.cpu_us_per_request - base.cpu_us_per_request:>+11.0f}"
+        )
+    if not lines:
+        return ""
+    header = (
+        f"{'profile':<16} {'vs':<16} {'endpoint':<14} {'log':<8} {'RPS ratio':>9} "
+        f"{'CPU ratio':>9} {'+CPU us/req':>11}"
+    )
+    return "\n".join(["", header, "-" * len(header), *lines])
+
+
 def caveats(results: Sequence[Result]) -> str:
     notes = []
     for r in results:
@@ -651,6 +685,7 @@ def benchmark(workdir: Path, options: Options) -> None:
     print(environment(found, options))
     print()
     print(table(results, bare_rps=results[0].stats.rps))
+    print(ratios(results))
     print(caveats(results))
     if options.json_path:
         write_json(options.json_path, results, found)
