@@ -25,6 +25,7 @@ ANONYMOUS_HEADER = "x-anonymous-id"
 ANONYMOUS_COOKIE = "anonymous_id"
 # A caller-chosen id becomes a targeting key: keep it short and printable.
 _VALID_ANONYMOUS_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+UNTARGETED_PATHS = ("/health/", "/metrics")
 # Claims copied into the context when the token has them (targeting by plan, country).
 COPIED_CLAIMS = ("plan", "country")
 
@@ -71,6 +72,9 @@ async def _principal(request: Request) -> Principal | None:
 
 
 async def flag_context(request: Request, response: Response) -> None:
+    # Probes and scrapes evaluate no flags: no context, no token check, no cookie for them.
+    if request.url.path.startswith(UNTARGETED_PATHS):
+        return
     # async: set in the request's own context, it is seen by sync handlers too.
     principal = await _principal(request)
     anonymous_id = _anonymous_id(request)
