@@ -42,10 +42,10 @@ class RolloutChange(BaseModel):
     percent: Annotated[int, Field(ge=0, le=100)]
 
 
-def _validated(data: dict[str, Any]) -> FlagBody:
-    """A merged definition, or a 422 naming what is wrong with it (not a 500)."""
+def _changed(current: FlagDefinition, fields: dict[str, Any]) -> FlagBody:
+    """The changed definition, or a 422 naming what is wrong with it (not a 500)."""
     try:
-        return FlagBody.model_validate(data)
+        return current.changed(fields)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False)
         raise RequestValidationError(
@@ -96,7 +96,7 @@ async def patch_flag(
 ) -> FlagDefinition:
     current = await service.get(key)
     changes = body.model_dump(exclude_none=True)
-    merged = _validated({**current.model_dump(exclude={"key"}), **changes})
+    merged = _changed(current, changes)
     return await service.replace(key, merged, actor=principal.subject)
 
 
@@ -105,16 +105,11 @@ async def set_rollout(
     key: str, body: RolloutChange, principal: AdminDep, service: FlagServiceDep
 ) -> FlagDefinition:
     current = await service.get(key)
-    rest = current.default_variant
-    if body.variant not in current.variants:
-        _invalid_variant(body.variant, f"unknown variant; the flag has {sorted(current.variants)}")
-    if body.variant == rest:
-        _invalid_variant(body.variant, f"must differ from the default variant {rest!r}")
-    # The rolled-out variant first: raising its share then only adds users (bucketing.py).
-    weights = {body.variant: body.percent, rest: 100 - body.percent}
-    merged = _validated(
-        {**current.model_dump(exclude={"key"}), "fallthrough": {"weights": weights}}
-    )
+    try:
+        weights = current.rollout_weights(body.variant, body.percent)
+    except ValueError as exc:
+        _invalid_variant(body.variant, str(exc))
+    merged = _changed(current, {"fallthrough": {"weights": weights}})
     return await service.replace(key, merged, actor=principal.subject)
 
 

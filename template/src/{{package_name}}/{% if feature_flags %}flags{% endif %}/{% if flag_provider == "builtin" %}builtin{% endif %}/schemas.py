@@ -7,7 +7,7 @@ rollout's percentages are 0-100 and add up to 100. Errors name the field.
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -152,6 +152,24 @@ def _error(loc: tuple[str | int, ...], value: object, kind: str, message: str) -
 
 class FlagDefinition(FlagBody):
     key: FlagKey
+
+    def changed(self, fields: dict[str, Any]) -> FlagBody:
+        """This definition with ``fields`` replaced, validated as a whole."""
+        return FlagBody.model_validate({**self.model_dump(exclude={"key"}), **fields})
+
+    def rollout_weights(self, variant: str, percent: int) -> dict[str, int]:
+        """Fallthrough weights serving ``variant`` to ``percent`` of the users no rule
+        matches and the default variant to the rest.
+
+        The rolled-out variant comes first, so raising its share only adds users
+        (bucketing.py). Raises ValueError for an unknown variant or the default one.
+        """
+        if variant not in self.variants:
+            raise ValueError(f"unknown variant {variant!r}; the flag has {sorted(self.variants)}")
+        rest = self.default_variant
+        if variant == rest:
+            raise ValueError(f"must differ from the default variant {rest!r}")
+        return {variant: percent, rest: 100 - percent}
 
 
 class FlagChangeRead(BaseModel):
