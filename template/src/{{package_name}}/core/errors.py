@@ -49,7 +49,9 @@ def document_problems(app: FastAPI) -> None:
 
     FastAPI files every declared error model under ``application/json`` and adds its own
     422 schema; this rewrites them to ``application/problem+json`` with
-    :class:`ProblemDetail`, and declares the 500 every operation can answer.
+    :class:`ProblemDetail`, and declares the 500 every operation can answer. An error
+    response declared with a model of its own (OFREP's bodies) is what the route sends,
+    so it is left as declared.
     """
     generate = app.openapi
 
@@ -62,7 +64,7 @@ def document_problems(app: FastAPI) -> None:
             responses = operation.setdefault("responses", {})
             responses.setdefault("500", {"description": "Internal Server Error"})
             for status, response in responses.items():
-                if status.isdigit() and int(status) >= 400:
+                if status.isdigit() and int(status) >= 400 and _documents_a_problem(response):
                     response["content"] = {PROBLEM_CONTENT_TYPE: problem}
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
@@ -81,6 +83,20 @@ def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
         for method, operation in path.items()
         if method in methods
     ]
+
+
+# Error schemas that stand for a problem document: ours, and FastAPI's 422 (which the
+# validation handler answers as a problem).
+_PROBLEM_REFS = frozenset(
+    f"#/components/schemas/{name}" for name in ("ProblemDetail", "HTTPValidationError")
+)
+
+
+def _documents_a_problem(response: dict[str, Any]) -> bool:
+    """Whether the route left this error's body to us: no schema, or a problem one. Any
+    other schema is what the route really sends, so the document must keep saying it."""
+    schemas = [media.get("schema") for media in response.get("content", {}).values()]
+    return all(not schema or schema.get("$ref") in _PROBLEM_REFS for schema in schemas)
 
 
 def _problem_schemas() -> dict[str, Any]:
