@@ -23,15 +23,29 @@ def _cbor_head(major: int, length: int) -> bytes:
     raise OverflowError(length)
 
 
+# Heads of texts shorter than 24 bytes, most targeting keys: one byte each, looked up.
+_SHORT_TEXT_HEADS = [_cbor_head(3, length) for length in range(24)]
+
+
 def _cbor_text(value: str) -> bytes:
     encoded = value.encode("utf-8")
-    return _cbor_head(3, len(encoded)) + encoded
+    length = len(encoded)
+    head = _SHORT_TEXT_HEADS[length] if length < 24 else _cbor_head(3, length)
+    return head + encoded
 
 
-def bucket_hash(flag_key: str, targeting_key: str) -> int:
-    """The unsigned 32-bit hash of CBOR ``[flag_key, targeting_key]``."""
-    encoded = _cbor_head(4, 2) + _cbor_text(flag_key) + _cbor_text(targeting_key)
-    return mmh3.hash(encoded, seed=0, signed=False)
+def hash_prefix(flag_key: str) -> bytes:
+    """The CBOR bytes before the targeting key: the same for every evaluation of a flag."""
+    return _cbor_head(4, 2) + _cbor_text(flag_key)
+
+
+def bucket_hash(flag_key: str | bytes, targeting_key: str) -> int:
+    """The unsigned 32-bit hash of CBOR ``[flag_key, targeting_key]``.
+
+    ``flag_key`` may be given as its ``hash_prefix``, which a compiled flag keeps.
+    """
+    prefix = hash_prefix(flag_key) if isinstance(flag_key, str) else flag_key
+    return mmh3.hash(prefix + _cbor_text(targeting_key), seed=0, signed=False)
 
 
 def pick_variant(hashed: int, weights: Sequence[tuple[str, int]]) -> str | None:

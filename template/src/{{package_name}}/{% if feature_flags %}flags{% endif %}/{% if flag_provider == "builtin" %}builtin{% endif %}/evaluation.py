@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from openfeature.flag_evaluation import Reason
 from pydantic import JsonValue
 
-from .bucketing import bucket_hash, pick_variant
-from .schemas import Condition, FlagDefinition, Rollout, Serve
+from .bucketing import bucket_hash, hash_prefix, pick_variant
+from .schemas import Condition, FlagDefinition, Rollout
 
 Attributes = Mapping[str, object]
 Predicate = Callable[[str | None, Attributes], bool]
@@ -27,8 +27,9 @@ class Resolution:
     reason: str
 
 
-def _attribute(name: str, targeting_key: str | None, attributes: Attributes) -> object:
-    return targeting_key if name == "targetingKey" else attributes.get(name)
+TARGETING_KEY = "targetingKey"
+DISABLED = Resolution(None, None, Reason.DISABLED)
+Weights = tuple[tuple[str, int], ...]
 
 
 def _text(value: object) -> str:
@@ -38,29 +39,44 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _candidates(value: object) -> list[str]:
+def _any_matches(value: object, matches: Callable[[str], bool]) -> bool:
     # A list attribute (groups) matches when any element does; scalars compare as text.
     if isinstance(value, list | tuple | set | frozenset):
-        return [_text(item) for item in value if item is not None]
-    return [] if value is None else [_text(value)]
+        return any(matches(_text(item)) for item in value if item is not None)
+    return matches(_text(value))
+
+
+def _matcher(condition: Condition) -> Callable[[str], bool]:
+    if condition.operator in ("in", "not_in"):
+        return frozenset(condition.values).__contains__
+    affixes = tuple(condition.values)
+    if condition.operator == "starts_with":
+        return lambda text: text.startswith(affixes)
+    return lambda text: text.endswith(affixes)
 
 
 def _compile_condition(condition: Condition) -> Predicate:
-    name, values = condition.attribute, tuple(condition.values)
-    wanted = frozenset(values)
-    operator = condition.operator
+    # Everything that does not depend on the caller is decided here, once per change:
+    # each evaluation runs every condition of every rule before it reaches a rollout.
+    name = condition.attribute
+    from_key = name == TARGETING_KEY
+    matches = _matcher(condition)
+    # not_in holds when nothing matches, an absent attribute included.
+    negated = condition.operator == "not_in"
 
     def holds(targeting_key: str | None, attributes: Attributes) -> bool:
-        found = _candidates(_attribute(name, targeting_key, attributes))
-        if operator == "in":
-            return any(item in wanted for item in found)
-        if operator == "not_in":
-            return not any(item in wanted for item in found)
-        if operator == "starts_with":
-            return any(item.startswith(values) for item in found)
-        return any(item.endswith(values) for item in found)
+        value = targeting_key if from_key else attributes.get(name)
+        if value is None:
+            return negated
+        if type(value) is str:
+            return matches(value) is not negated
+        return _any_matches(value, matches) is not negated
 
     return holds
+
+
+def _weights(rollout: Rollout) -> Weights:
+    return tuple(rollout.weights.items())
 
 
 class CompiledFlag:
@@ -68,39 +84,50 @@ class CompiledFlag:
         self.definition = definition
         self.key = definition.key
         self.type = definition.type
-        self._variants = definition.variants
+        self._enabled = definition.enabled
+        self._hash_prefix = hash_prefix(definition.key)
+        variants = definition.variants
+        # Resolutions are immutable: one per variant and reason, built here, not per call.
+        self._split = {
+            name: Resolution(name, value, Reason.SPLIT) for name, value in variants.items()
+        }
+        self._matched = {
+            name: Resolution(name, value, Reason.TARGETING_MATCH)
+            for name, value in variants.items()
+        }
         self._rules = [
-            ([_compile_condition(condition) for condition in rule.conditions], rule.serve)
+            (
+                tuple(_compile_condition(condition) for condition in rule.conditions),
+                self._matched.get(rule.serve.variant or ""),
+                _weights(rule.serve.rollout) if rule.serve.rollout is not None else None,
+            )
             for rule in definition.rules
         ]
+        fallthrough = definition.fallthrough
+        self._fallthrough = _weights(fallthrough) if fallthrough is not None else None
         self._default = Resolution(
             definition.default_variant,
-            definition.variants[definition.default_variant],
-            Reason.DEFAULT if self._rules or definition.fallthrough else Reason.STATIC,
+            variants[definition.default_variant],
+            Reason.DEFAULT if self._rules or fallthrough else Reason.STATIC,
         )
 
-    def _rollout(self, rollout: Rollout, targeting_key: str | None) -> Resolution | None:
+    def _rollout(self, weights: Weights, targeting_key: str | None) -> Resolution:
         if not targeting_key:
-            return None
-        weights = list(rollout.weights.items())
-        variant = pick_variant(bucket_hash(self.key, targeting_key), weights)
-        if variant is None:
-            return None
-        return Resolution(variant, self._variants[variant], Reason.SPLIT)
-
-    def _serve(self, serve: Serve, targeting_key: str | None) -> Resolution | None:
-        if serve.rollout is not None:
-            return self._rollout(serve.rollout, targeting_key)
-        if serve.variant is not None:
-            return Resolution(serve.variant, self._variants[serve.variant], Reason.TARGETING_MATCH)
-        return None
+            return self._default
+        variant = pick_variant(bucket_hash(self._hash_prefix, targeting_key), weights)
+        return self._default if variant is None else self._split[variant]
 
     def evaluate(self, targeting_key: str | None, attributes: Attributes) -> Resolution:
-        if not self.definition.enabled:
-            return Resolution(None, None, Reason.DISABLED)
-        for conditions, serve in self._rules:
-            if all(holds(targeting_key, attributes) for holds in conditions):
-                return self._serve(serve, targeting_key) or self._default
-        if self.definition.fallthrough is not None:
-            return self._rollout(self.definition.fallthrough, targeting_key) or self._default
+        if not self._enabled:
+            return DISABLED
+        for conditions, served, weights in self._rules:
+            for holds in conditions:
+                if not holds(targeting_key, attributes):
+                    break
+            else:
+                if weights is not None:
+                    return self._rollout(weights, targeting_key)
+                return served or self._default
+        if self._fallthrough is not None:
+            return self._rollout(self._fallthrough, targeting_key)
         return self._default
