@@ -1,13 +1,45 @@
 """Alembic migrations shipped inside the package, so an installed service can migrate."""
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, pool
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..core.settings import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).parent
+
+
+class UnknownRevisionsError(Exception):
+    """The database is at revisions these migrations do not contain (``revisions``);
+    ``heads`` are the latest revisions they do contain."""
+
+    def __init__(self, revisions: Sequence[str], heads: Sequence[str]) -> None:
+        self.revisions = tuple(revisions)
+        self.heads = tuple(heads)
+        super().__init__(
+            f"the database is at revision {', '.join(self.revisions)}, "
+            "which this service's migrations do not contain"
+        )
+
+
+@dataclass(frozen=True)
+class UpgradeOutcome:
+    """Where an upgrade left the database: its ``revisions`` (none if never migrated), the
+    migrations' ``heads``, and whether the target was already below the database's
+    revisions (``target_passed``), in which case the upgrade did nothing."""
+
+    revisions: tuple[str, ...]
+    heads: tuple[str, ...]
+    target_passed: bool
 
 
 def alembic_config(settings: DatabaseSettings) -> Config:
@@ -18,5 +50,63 @@ def alembic_config(settings: DatabaseSettings) -> Config:
     return config
 
 
-def upgrade(settings: DatabaseSettings, revision: str = "head") -> None:
-    command.upgrade(alembic_config(settings), revision)
+def _current_heads(connection: Connection) -> tuple[str, ...]:
+    return MigrationContext.configure(connection).get_current_heads()
+
+
+async def _read_revisions(url: str) -> tuple[str, ...]:
+    # The same engine as env.py's: no pool outlives this one read.
+    engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_current_heads)
+    finally:
+        await engine.dispose()
+
+
+def database_revisions(settings: DatabaseSettings) -> tuple[str, ...]:
+    """The revisions the database's ``alembic_version`` table holds; none for a new one."""
+    return asyncio.run(_read_revisions(settings.url.get_secret_value()))
+
+
+def ensure_known_revisions(scripts: ScriptDirectory, revisions: Sequence[str]) -> None:
+    """Raise ``UnknownRevisionsError`` for revisions the migrations lack, which Alembic
+    would otherwise report as a bare "Can't locate revision" traceback."""
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = [revision for revision in revisions if revision not in known]
+    if unknown:
+        raise UnknownRevisionsError(unknown, scripts.get_heads())
+
+
+def _is_passed(scripts: ScriptDirectory, target: str, revisions: Sequence[str]) -> bool:
+    """Whether ``target`` lies below the database's ``revisions``: Alembic's upgrade then
+    does nothing, silently."""
+    try:
+        wanted = {script.revision for script in scripts.get_revisions(target) if script}
+    except CommandError:
+        # Relative targets ("+1", "head-1") resolve only against the database, and the
+        # upgrade has just accepted this one: it was not below the database.
+        return False
+    below = {
+        script.revision
+        for revision in revisions
+        for script in scripts.iterate_revisions(revision, "base")
+        if script.revision != revision
+    }
+    # "base" resolves to no revision: below anything the database is at.
+    return bool(revisions) and wanted <= below - set(revisions)
+
+
+def upgrade(settings: DatabaseSettings, revision: str = "head") -> UpgradeOutcome:
+    """Apply the migrations up to ``revision``. Only upgrades: a target below the
+    database's revisions changes nothing (``UpgradeOutcome.target_passed``)."""
+    config = alembic_config(settings)
+    scripts = ScriptDirectory.from_config(config)
+    ensure_known_revisions(scripts, database_revisions(settings))
+    command.upgrade(config, revision)
+    revisions = database_revisions(settings)
+    return UpgradeOutcome(
+        revisions=revisions,
+        heads=tuple(scripts.get_heads()),
+        target_passed=_is_passed(scripts, revision, revisions),
+    )
