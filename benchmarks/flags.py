@@ -8,7 +8,7 @@ service's own provider, flag schema and hooks.
 The flag is a boolean with three targeting rules, none of which matches the context, and
 a 25 % fallthrough rollout: the longest path (every condition, then the bucketing hash).
 It is read with ``client.get_boolean_value`` inside a request's transaction context, set
-up as the service's per-request dependency does it (the service's propagator, a signed-in
+up as the service's flag middleware does it (the service's propagator, a signed-in
 caller, the context built on the first read), warm, and every call is timed on its own
 with ``time.perf_counter_ns``. Goal: a median under 20 µs.
 
@@ -114,7 +114,7 @@ def _time_calls(call: Callable[[], object], iterations: int) -> dict[str, float]
 
 def measure(package: str, iterations: int) -> list[dict[str, Any]]:
     """The rows, measured in this process (the render's Python, the service installed)."""
-    from fastapi import Request, Response
+    from fastapi import Request
     from openfeature import api
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -135,8 +135,8 @@ def measure(package: str, iterations: int) -> list[dict[str, Any]]:
         claims={"plan": CONTEXT["plan"], "country": CONTEXT["country"]},
     )
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
-    # What flag_context sets for a request; the first read below builds the context.
-    context._request_targeting.set(context.RequestTargeting(request, Response(), caller))
+    # What FlagContextMiddleware sets for a request; the first read builds the context.
+    context._request_targeting.set(context.RequestTargeting(request, caller))
     client = api.get_client()
     built = api.get_transaction_context()
     if (built.targeting_key, dict(built.attributes)) != (TARGETING_KEY, CONTEXT):

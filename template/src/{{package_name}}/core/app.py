@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, FastAPI, params
+from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 from structlog.typing import Processor
 
 from .. import SERVICE_NAME
@@ -35,7 +36,7 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     log_processors: Sequence[Processor] = (),
     log_handlers: Sequence[logging.Handler] = (),
-    dependencies: Sequence[params.Depends] = (),
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     configure_logging(settings.logging, log_processors, log_handlers)
 
@@ -52,13 +53,14 @@ def build_app(
         title=SERVICE_NAME,
         version=version,
         lifespan=lifespan,
-        # Run for every route, before the route's own (a slice's per-request context).
-        dependencies=list(dependencies),
     )
     app.state.settings = settings
     app.state.readiness = ReadinessChecks()
     install_error_handlers(app)
     document_problems(app)
+    # Slices' middleware runs inside the access log and the body limit, first listed first.
+    for entry in reversed(middleware):
+        app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)

@@ -1,6 +1,6 @@
 """The evaluation context of a request, set once so every flag read in it uses it.
 
-``flag_context`` runs as a dependency of every route. The targeting key is the caller's
+``FlagContextMiddleware`` runs for every request. The targeting key is the caller's
 subject when a valid token came with the request, otherwise a stable anonymous id from
 the ``X-Anonymous-Id`` header or the ``anonymous_id`` cookie, so percentage rollouts stay
 sticky for visitors too. OpenFeature's transaction context carries it to any code the
@@ -8,8 +8,9 @@ request runs: handlers and services call the client without passing the context 
 
 The context is built on the request's first flag read, not before: a request that reads
 no flag costs a context variable, and only a new visitor who was served a flag gets the
-cookie. A flag read after the response has started (a background task, a streaming
-body) still gets a context, but its new id can no longer reach the visitor as a cookie.
+cookie, whatever response the handler returns. A flag read after the response has
+started (a background task, a streaming body) still gets a context, but its new id can
+no longer reach the visitor as a cookie.
 """
 
 import re
@@ -22,6 +23,8 @@ from fastapi import Request, Response
 from fastapi.security.utils import get_authorization_scheme_param
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.transaction_context import ContextVarsTransactionContextPropagator
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth.dependencies import verify_request_token
 from ..core.auth.principal import Principal
@@ -80,13 +83,14 @@ async def _principal(request: Request) -> Principal | None:
 class RequestTargeting:
     """Who the flag reads of one request target, worked out on the first of them."""
 
-    def __init__(self, request: Request, response: Response, principal: Principal | None):
+    def __init__(self, request: Request, principal: Principal | None) -> None:
         self._request = request
-        self._response = response
         self._principal = principal
         self._context: EvaluationContext | None = None
         # Sync handlers run in worker threads: two of them must not mint two ids.
         self._lock = threading.Lock()
+        # The Set-Cookie header value handing a new visitor's id back, once there is one.
+        self.cookie: str | None = None
 
     def context(self) -> EvaluationContext:
         if self._context is None:
@@ -100,14 +104,21 @@ class RequestTargeting:
         if anonymous_id is None:
             anonymous_id = uuid.uuid4().hex
             if self._principal is None:
-                self._response.set_cookie(
-                    ANONYMOUS_COOKIE,
-                    anonymous_id,
-                    max_age=365 * 24 * 3600,
-                    httponly=True,
-                    samesite="lax",
-                )
+                self.cookie = _visitor_cookie(anonymous_id)
         return context_for(self._principal, anonymous_id)
+
+
+def _visitor_cookie(anonymous_id: str) -> str:
+    # Starlette's own cookie formatting, borrowed from a response that is never sent.
+    carrier = Response()
+    carrier.set_cookie(
+        ANONYMOUS_COOKIE,
+        anonymous_id,
+        max_age=365 * 24 * 3600,
+        httponly=True,
+        samesite="lax",
+    )
+    return carrier.headers["set-cookie"]
 
 
 _request_targeting: ContextVar[RequestTargeting | None] = ContextVar(
@@ -133,10 +144,35 @@ class RequestContextPropagator(ContextVarsTransactionContextPropagator):
         super().set_transaction_context(transaction_context)
 
 
-async def flag_context(request: Request, response: Response) -> None:
-    # Probes and scrapes evaluate no flags: no context, no token check for them.
-    if request.url.path.startswith(UNTARGETED_PATHS):
-        return
-    # async: set in the request's own context, it is seen by sync handlers too. The
-    # token is checked here because that may await a key fetch; a flag read cannot.
-    _request_targeting.set(RequestTargeting(request, response, await _principal(request)))
+class FlagContextMiddleware:
+    """Gives each request its targeting, and a new visitor the cookie with their id.
+
+    Middleware rather than a dependency: the cookie goes on whatever response leaves the
+    app, including one a handler builds itself (FastAPI drops a dependency's cookies
+    then), and routes do not pay for a dependency they never use.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Probes and scrapes evaluate no flags: no context, no token check for them.
+        if scope["type"] != "http" or scope["path"].startswith(UNTARGETED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        # The token is checked here because that may await a key fetch; a flag read
+        # cannot await.
+        targeting = RequestTargeting(request, await _principal(request))
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and targeting.cookie is not None:
+                MutableHeaders(scope=message).append("set-cookie", targeting.cookie)
+            await send(message)
+
+        # Set in the request's task: the handler, and sync handlers' threads, see it.
+        reset = _request_targeting.set(targeting)
+        try:
+            await self.app(scope, receive, send_with_cookie)
+        finally:
+            _request_targeting.reset(reset)

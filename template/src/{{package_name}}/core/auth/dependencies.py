@@ -41,7 +41,10 @@ async def auth_lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def verify_request_token(request: Request, token: str) -> Principal:
     """The token's principal, verified once per request however many dependencies ask."""
-    verified: dict[str, Principal] = request.state.__dict__.setdefault("verified_tokens", {})
+    # request.state lives in the ASGI scope, so middleware and dependencies share it.
+    verified: dict[str, Principal] | None = getattr(request.state, "verified_tokens", None)
+    if verified is None:
+        verified = request.state.verified_tokens = {}
     principal = verified.get(token)
     if principal is None:
         verifier: TokenVerifier = request.app.state.token_verifier
