@@ -20,6 +20,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -35,7 +36,8 @@ from typing import Any
 
 GOAL_US = 20.0
 ITERATIONS = 100_000
-WARMUP = 5_000
+WARMUP = 500  # per row and round
+ROUNDS = 20
 FLAG_KEY = "new-checkout"
 # Three rules (four conditions) the context below fails, then a 25 % rollout.
 DEFINITION: dict[str, Any] = {
@@ -88,6 +90,8 @@ CONTEXT: dict[str, Any] = {
 TARGETING_KEY = "user-42"
 
 HERE = Path(__file__).resolve().parent
+# Puts a row's conditions in place (hooks, a span) for the calls made inside it.
+Arrange = Callable[[], contextlib.AbstractContextManager[object]]
 
 
 # --------------------------------------------------------------------------- #
@@ -95,7 +99,8 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------- #
 
 
-def _time_calls(call: Callable[[], object], iterations: int) -> dict[str, float]:
+def _time_calls(call: Callable[[], object], iterations: int) -> list[int]:
+    """Nanoseconds per call, each call timed on its own after a short warm-up."""
     for _ in range(WARMUP):
         call()
     clock = time.perf_counter_ns
@@ -104,11 +109,16 @@ def _time_calls(call: Callable[[], object], iterations: int) -> dict[str, float]
         started = clock()
         call()
         samples[n] = clock() - started
-    samples.sort()
+    return samples
+
+
+def _summary(samples: list[int]) -> dict[str, float]:
+    samples = sorted(samples)
+    count = len(samples)
     return {
-        "median_us": samples[iterations // 2] / 1000,
-        "p99_us": samples[min(iterations - 1, iterations * 99 // 100)] / 1000,
-        "mean_us": sum(samples) / iterations / 1000,
+        "median_us": samples[count // 2] / 1000,
+        "p99_us": samples[min(count - 1, count * 99 // 100)] / 1000,
+        "mean_us": sum(samples) / count / 1000,
     }
 
 
@@ -151,20 +161,43 @@ def measure(package: str, iterations: int) -> list[dict[str, Any]]:
     def static() -> bool:
         return client.get_boolean_value("static-flag", False)
 
-    rows = []
-
-    def row(name: str, call: Callable[[], object]) -> None:
-        rows.append({"row": name, **_time_calls(call, iterations)})
-        print(f"  {name}: {rows[-1]['median_us']:.1f} µs median", file=sys.stderr, flush=True)
-
-    row("static flag, no hooks (the SDK's own cost)", static)
-    row("3 rules + rollout, no hooks", flag)
-    api.add_hooks(hooks.flag_hooks())
-    row("3 rules + rollout, the service's hook (no span)", flag)
+    service_hooks = hooks.flag_hooks()
     tracer = TracerProvider().get_tracer(__name__)
-    with tracer.start_as_current_span("request"):
+
+    def hooks_off() -> contextlib.AbstractContextManager[object]:
+        api.clear_hooks()
+        return contextlib.nullcontext()
+
+    def hooks_on() -> contextlib.AbstractContextManager[object]:
+        api.clear_hooks()
+        api.add_hooks(service_hooks)
+        return contextlib.nullcontext()
+
+    def hooks_on_in_span() -> contextlib.AbstractContextManager[object]:
+        hooks_on()
         # In a sampled request the hook also writes a span event per evaluation.
-        row("3 rules + rollout, the service's hook, in a sampled span", flag)
+        return tracer.start_as_current_span("request")
+
+    plan: list[
+        tuple[str, Callable[[], contextlib.AbstractContextManager[object]], Callable[[], object]]
+    ]
+    plan = [
+        ("static flag, no hooks (the SDK's own cost)", hooks_off, static),
+        ("3 rules + rollout, no hooks", hooks_off, flag),
+        ("3 rules + rollout, the service's hook (no span)", hooks_on, flag),
+        ("3 rules + rollout, the service's hook, in a sampled span", hooks_on_in_span, flag),
+    ]
+    # The rows take turns, a slice of the calls each per round: a noisy neighbour or a
+    # frequency change then spreads over every row instead of skewing one of them.
+    samples: dict[str, list[int]] = {name: [] for name, _, _ in plan}
+    per_round = max(1, iterations // ROUNDS)
+    for _ in range(ROUNDS):
+        for name, arrange, call in plan:
+            with arrange():
+                samples[name] += _time_calls(call, per_round)
+    rows = [{"row": name, **_summary(samples[name])} for name, _, _ in plan]
+    for row in rows:
+        print(f"  {row['row']}: {row['median_us']:.1f} µs median", file=sys.stderr, flush=True)
     api.shutdown()
     return rows
 
@@ -196,7 +229,7 @@ def report(rows: Sequence[dict[str, Any]], versions: dict[str, str], iterations:
         f"prometheus-client {versions['prometheus-client']}, {os.cpu_count()} cores, "
         f"{platform.machine()}",
         f"client.get_boolean_value, {iterations:,} calls per row, each timed on its own "
-        f"(warm-up {WARMUP:,})",
+        f"(warm-up {WARMUP:,}), the rows taking turns over {ROUNDS} rounds",
         "",
         f"{'row':<58} {'median µs':>10} {'p99 µs':>8} {'mean µs':>8}  "
         f"goal: median < {GOAL_US:g} µs",
