@@ -15,9 +15,14 @@ class Flag(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     # The validated FlagBody as JSON: read back through the same schema.
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # Bumped on every change; workers compare it to notice changes cheaply.
+    # Optimistic concurrency (SQLAlchemy's version counter): a write applies only to the
+    # version it read, so two admins changing one flag at once cannot silently undo each
+    # other, and each audit entry's "before" is what the change really replaced.
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    # Read by SQLAlchemy's declarative mapping from the class, never mutated.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
 class FlagChange(Base):

@@ -83,37 +83,43 @@ async def get_flag(key: str, _: AdminDep, service: FlagServiceDep) -> FlagDefini
     return await service.get(key)
 
 
-@router.put("/{key}", responses=problem_responses(404, 422))
+@router.put("/{key}", responses=problem_responses(404, 409, 422))
 async def replace_flag(
     key: str, body: FlagBody, principal: AdminDep, service: FlagServiceDep
 ) -> FlagDefinition:
-    return await service.replace(key, body, actor=principal.subject)
+    return (await service.replace(key, body, actor=principal.subject)).definition
 
 
-@router.patch("/{key}", responses=problem_responses(404, 422))
+@router.patch("/{key}", responses=problem_responses(404, 409, 422))
 async def patch_flag(
     key: str, body: FlagPatch, principal: AdminDep, service: FlagServiceDep
 ) -> FlagDefinition:
-    current = await service.get(key)
-    changes = body.model_dump(exclude_none=True)
-    merged = _changed(current, changes)
-    return await service.replace(key, merged, actor=principal.subject)
+    # Only the fields sent: an explicit null is checked (and refused) like any value.
+    changes = body.model_dump(exclude_unset=True)
+
+    def patched(current: FlagDefinition) -> FlagBody:
+        return _changed(current, changes)
+
+    return (await service.update(key, patched, actor=principal.subject)).definition
 
 
-@router.put("/{key}/rollout", responses=problem_responses(404, 422))
+@router.put("/{key}/rollout", responses=problem_responses(404, 409, 422))
 async def set_rollout(
     key: str, body: RolloutChange, principal: AdminDep, service: FlagServiceDep
 ) -> FlagDefinition:
-    current = await service.get(key)
-    try:
-        weights = current.rollout_weights(body.variant, body.percent)
-    except ValueError as exc:
-        _invalid_variant(body.variant, str(exc))
-    merged = _changed(current, {"fallthrough": {"weights": weights}})
-    return await service.replace(key, merged, actor=principal.subject)
+    def rolled_out(current: FlagDefinition) -> FlagBody:
+        try:
+            weights = current.rollout_weights(body.variant, body.percent)
+        except ValueError as exc:
+            _invalid_variant(body.variant, str(exc))
+        return _changed(current, {"fallthrough": {"weights": weights}})
+
+    return (await service.update(key, rolled_out, actor=principal.subject)).definition
 
 
-@router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404))
+@router.delete(
+    "/{key}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+)
 async def delete_flag(key: str, principal: AdminDep, service: FlagServiceDep) -> None:
     await service.delete(key, actor=principal.subject)
 

@@ -162,13 +162,23 @@ class FlagDefinition(FlagBody):
         matches and the default variant to the rest.
 
         The rolled-out variant comes first, so raising its share only adds users
-        (bucketing.py). Raises ValueError for an unknown variant or the default one.
+        (bucketing.py). Raises ValueError for an unknown variant, the default one, or a
+        fallthrough that also serves other variants.
         """
         if variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; the flag has {sorted(self.variants)}")
         rest = self.default_variant
         if variant == rest:
             raise ValueError(f"must differ from the default variant {rest!r}")
+        weights = self.fallthrough.weights if self.fallthrough is not None else {}
+        others = sorted(
+            name for name, share in weights.items() if share and name not in {variant, rest}
+        )
+        if others:
+            # A two-way rollout would silently move these variants' users elsewhere.
+            raise ValueError(
+                f"the fallthrough also serves {others}: set its weights in full instead"
+            )
         return {variant: percent, rest: 100 - percent}
 
 

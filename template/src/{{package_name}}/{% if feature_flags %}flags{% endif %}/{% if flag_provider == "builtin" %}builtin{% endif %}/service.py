@@ -2,21 +2,32 @@
 
 Every change commits the new definition and its audit entry together, then tells the
 sync (``FlagSync.changed``) so this worker applies it at once and the others within a
-second.
+second. A change is computed from the definition it read and written only if nobody
+changed the flag since (the row's version); otherwise it is computed again on top of
+the newer one. A change that changes nothing writes nothing.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from ...core.errors import ConflictError, NotFoundError
 from .models import Flag, FlagChange
 from .schemas import FlagBody, FlagChangeRead, FlagDefinition
 
 Notify = Callable[[], Awaitable[None]]
+Change = Callable[[FlagDefinition], FlagBody]
+# Attempts at a change while other writers keep getting in first; then 409.
+ATTEMPTS = 5
+
+
+class Update(NamedTuple):
+    definition: FlagDefinition
+    changed: bool
 
 
 def definition_of(flag: Flag) -> FlagDefinition:
@@ -59,19 +70,44 @@ class FlagService:
             raise ConflictError(f"flag {definition.key!r} exists") from exc
         return definition
 
-    async def replace(self, key: str, body: FlagBody, actor: str) -> FlagDefinition:
-        flag = await self._flag(key)
-        before, after = flag.definition, _body_json(body)
-        flag.definition = after
-        flag.version += 1
-        await self._commit(key, actor, "update", before, after)
-        return definition_of(flag)
+    async def update(self, key: str, change: Change, actor: str) -> Update:
+        """Applies ``change`` (current definition -> new body) to flag ``key``."""
+        for _ in range(ATTEMPTS):
+            # populate_existing: after a lost race, read the row as the winner left it.
+            flag = await self.session.get(Flag, key, populate_existing=True)
+            if flag is None:
+                raise NotFoundError(f"no flag {key!r}")
+            current = definition_of(flag)
+            before, after = flag.definition, _body_json(change(current))
+            if after == before:
+                return Update(current, changed=False)
+            flag.definition = after
+            try:
+                await self._commit(key, actor, "update", before, after)
+            except StaleDataError:
+                await self.session.rollback()
+                continue
+            return Update(definition_of(flag), changed=True)
+        raise ConflictError(f"flag {key!r} kept changing while this change was made; retry")
+
+    async def replace(self, key: str, body: FlagBody, actor: str) -> Update:
+        return await self.update(key, lambda _current: body, actor)
 
     async def delete(self, key: str, actor: str) -> None:
-        flag = await self._flag(key)
-        before = flag.definition
-        await self.session.delete(flag)
-        await self._commit(key, actor, "delete", before, None)
+        for _ in range(ATTEMPTS):
+            flag = await self.session.get(Flag, key, populate_existing=True)
+            if flag is None:
+                raise NotFoundError(f"no flag {key!r}")
+            before = flag.definition
+            await self.session.delete(flag)
+            try:
+                await self._commit(key, actor, "delete", before, None)
+            except StaleDataError:
+                # Changed since it was read: the audit entry must hold what was deleted.
+                await self.session.rollback()
+                continue
+            return
+        raise ConflictError(f"flag {key!r} kept changing while it was being deleted; retry")
 
     async def changes(self, key: str, limit: int) -> list[FlagChangeRead]:
         rows = await self.session.scalars(
@@ -119,7 +155,6 @@ class FlagService:
             else:
                 before = flag.definition
                 flag.definition = after
-                flag.version += 1
                 outcome[definition.key] = "updated"
             self.session.add(
                 FlagChange(
@@ -130,7 +165,13 @@ class FlagService:
                     after=after,
                 )
             )
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except StaleDataError as exc:
+            await self.session.rollback()
+            raise ConflictError(
+                "a flag of the import changed while it was imported; nothing was imported, retry"
+            ) from exc
         if any(result != "unchanged" for result in outcome.values()):
             await self.notify()
         return outcome
