@@ -97,6 +97,8 @@ async def _evaluation_context(request: Request) -> EvaluationContext:
         body = json.loads(raw)
     except ValueError as exc:  # not JSON, or not UTF-8
         raise InvalidRequestError("PARSE_ERROR", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than the parser's stack allows
+        raise InvalidRequestError("PARSE_ERROR", "the body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise InvalidRequestError("PARSE_ERROR", "the body must be a JSON object")
     context = body.get("context", {})
