@@ -104,11 +104,14 @@ class RequestTargeting:
         if anonymous_id is None:
             anonymous_id = uuid.uuid4().hex
             if self._principal is None:
-                self.cookie = _visitor_cookie(anonymous_id)
+                # Secure when the request came over HTTPS (uvicorn honours X-Forwarded-Proto
+                # from trusted proxies), so a TLS site never sends the id in the clear.
+                secure = self._request.url.scheme == "https"
+                self.cookie = _visitor_cookie(anonymous_id, secure=secure)
         return context_for(self._principal, anonymous_id)
 
 
-def _visitor_cookie(anonymous_id: str) -> str:
+def _visitor_cookie(anonymous_id: str, *, secure: bool) -> str:
     # Starlette's own cookie formatting, borrowed from a response that is never sent.
     carrier = Response()
     carrier.set_cookie(
@@ -116,6 +119,7 @@ def _visitor_cookie(anonymous_id: str) -> str:
         anonymous_id,
         max_age=365 * 24 * 3600,
         httponly=True,
+        secure=secure,
         samesite="lax",
     )
     return carrier.headers["set-cookie"]
