@@ -2,8 +2,8 @@
 
 Each worker polls a cheap watermark of the audit log (its newest id, and how many entries
 lie above a point a little before that) and reloads when it moved; the worker that made
-a change reloads before answering. With Redis the service uses ``RedisFlagSync``
-(redis_sync.py) instead, which is told at once and polls only as a safety net.
+a change reloads before answering. A service generated with Redis subclasses this to be
+told of changes at once over pub/sub, polling only as a safety net.
 
 Failures are logged, never raised into a request or the poll loop: the flags in memory
 stay in use until a reload succeeds.
