@@ -117,9 +117,9 @@ class FlagBody(Strict):
         check = _TYPE_CHECKS[self.type]
         for name, value in self.variants.items():
             if not check(value):
-                errors.append(
-                    _error(("variants", name), value, "variant_type", f"is not a {self.type}")
-                )
+                article = "an" if self.type == "object" else "a"
+                message = f"is not {article} {self.type}"
+                errors.append(_error(("variants", name), value, "variant_type", message))
         known = sorted(self.variants)
         served: list[tuple[tuple[str | int, ...], str]] = [
             (("default_variant",), self.default_variant)
