@@ -49,7 +49,9 @@ class FlagService:
         return [definition_of(flag) for flag in flags]
 
     async def _flag(self, key: str) -> Flag:
-        flag = await self.session.get(Flag, key)
+        # populate_existing: after a lost race (see update), read the row as the winner
+        # left it, not as this session last saw it.
+        flag = await self.session.get(Flag, key, populate_existing=True)
         if flag is None:
             raise NotFoundError(f"no flag {key!r}")
         return flag
@@ -73,10 +75,7 @@ class FlagService:
     async def update(self, key: str, change: Change, actor: str) -> Update:
         """Applies ``change`` (current definition -> new body) to flag ``key``."""
         for _ in range(ATTEMPTS):
-            # populate_existing: after a lost race, read the row as the winner left it.
-            flag = await self.session.get(Flag, key, populate_existing=True)
-            if flag is None:
-                raise NotFoundError(f"no flag {key!r}")
+            flag = await self._flag(key)
             current = definition_of(flag)
             before, after = flag.definition, _body_json(change(current))
             if after == before:
@@ -95,9 +94,7 @@ class FlagService:
 
     async def delete(self, key: str, actor: str) -> None:
         for _ in range(ATTEMPTS):
-            flag = await self.session.get(Flag, key, populate_existing=True)
-            if flag is None:
-                raise NotFoundError(f"no flag {key!r}")
+            flag = await self._flag(key)
             before = flag.definition
             await self.session.delete(flag)
             try:
