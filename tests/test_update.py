@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import copier
 import pytest
@@ -126,6 +127,13 @@ def test_update_to_new_template_version_keeps_user_edits(
     assert read_answers(project)["_commit"] == "0.2.0"
 
 
+def switch_on(project: Path, data: dict[str, Any]) -> None:
+    """``copier update --data ...``: the other answers stay as they are."""
+    copier.run_update(
+        str(project), data=data, defaults=True, overwrite=True, unsafe=True, quiet=True
+    )
+
+
 def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
     project = generate(template_repo, tmp_path / "svc", redis=False)
     pkg = read_answers(project)["package_name"]
@@ -133,14 +141,7 @@ def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
     assert not redis_module.exists()
     service, _ = edit_user_code(project)
 
-    copier.run_update(
-        str(project),
-        data={"redis": True},
-        defaults=True,
-        overwrite=True,
-        unsafe=True,
-        quiet=True,
-    )
+    switch_on(project, {"redis": True})
 
     assert redis_module.is_file(), "redis module missing after switching redis on"
     assert read_answers(project)["redis"] is True
@@ -158,14 +159,7 @@ def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) 
     assert not (project / "observability").exists()
     service, _ = edit_user_code(project)
 
-    copier.run_update(
-        str(project),
-        data={"metrics": True, "tracing": True, "trace_backend": "tempo"},
-        defaults=True,
-        overwrite=True,
-        unsafe=True,
-        quiet=True,
-    )
+    switch_on(project, {"metrics": True, "tracing": True, "trace_backend": "tempo"})
 
     answers = read_answers(project)
     assert (answers["metrics"], answers["tracing"], answers["trace_backend"]) == (
@@ -191,14 +185,7 @@ def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) 
     assert not migration.exists()
     service, _ = edit_user_code(project)
 
-    copier.run_update(
-        str(project),
-        data={"feature_flags": True},
-        defaults=True,
-        overwrite=True,
-        unsafe=True,
-        quiet=True,
-    )
+    switch_on(project, {"feature_flags": True})
 
     answers = read_answers(project)
     assert (answers["feature_flags"], answers["flag_provider"]) == (True, "builtin")
