@@ -20,10 +20,14 @@ MIGRATIONS_DIR = Path(__file__).parent
 
 class UnknownRevisionsError(Exception):
     """The database is at revisions these migrations do not contain (``revisions``);
-    ``heads`` are the latest revisions they do contain."""
+    ``known`` are the database's other revisions, which they do contain, and ``heads``
+    the latest revisions they contain."""
 
-    def __init__(self, revisions: Sequence[str], heads: Sequence[str]) -> None:
+    def __init__(
+        self, revisions: Sequence[str], known: Sequence[str], heads: Sequence[str]
+    ) -> None:
         self.revisions = tuple(revisions)
+        self.known = tuple(known)
         self.heads = tuple(heads)
         super().__init__(
             f"the database is at revision {', '.join(self.revisions)}, "
@@ -42,16 +46,27 @@ class UpgradeOutcome:
     target_passed: bool
 
 
+# The service's own revisions continue this branch; every optional feature's tables have
+# a branch of their own (a folder under versions/), so switching a feature on or off with
+# `copier update` never reorders or breaks the service's revisions.
+SERVICE_BRANCH = "service"
+
+
 def alembic_config(settings: DatabaseSettings) -> Config:
+    """The configuration ``migrate`` and the tests use; alembic.ini says the same for
+    developers running ``alembic`` from the project root."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("recursive_version_locations", "true")
+    config.set_main_option("revision_environment", "true")
     # Passed as an attribute, not an ini option: ini values treat "%" in passwords as syntax.
     config.attributes["database_url"] = settings.url.get_secret_value()
     return config
 
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
-    return MigrationContext.configure(connection).get_current_heads()
+    # Sorted: with a branch per feature there are several, in no order of their own.
+    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
 
 
 async def _read_revisions(url: str) -> tuple[str, ...]:
@@ -72,10 +87,11 @@ def database_revisions(settings: DatabaseSettings) -> tuple[str, ...]:
 def ensure_known_revisions(scripts: ScriptDirectory, revisions: Sequence[str]) -> None:
     """Raise ``UnknownRevisionsError`` for revisions the migrations lack, which Alembic
     would otherwise report as a bare "Can't locate revision" traceback."""
-    known = {script.revision for script in scripts.walk_revisions()}
-    unknown = [revision for revision in revisions if revision not in known]
+    contained = {script.revision for script in scripts.walk_revisions()}
+    unknown = [revision for revision in revisions if revision not in contained]
     if unknown:
-        raise UnknownRevisionsError(unknown, scripts.get_heads())
+        known = [revision for revision in revisions if revision in contained]
+        raise UnknownRevisionsError(unknown, known, sorted(scripts.get_heads()))
 
 
 def _is_passed(scripts: ScriptDirectory, target: str, revisions: Sequence[str]) -> bool:
@@ -97,9 +113,10 @@ def _is_passed(scripts: ScriptDirectory, target: str, revisions: Sequence[str]) 
     return bool(revisions) and wanted <= below - set(revisions)
 
 
-def upgrade(settings: DatabaseSettings, revision: str = "head") -> UpgradeOutcome:
-    """Apply the migrations up to ``revision``. Only upgrades: a target below the
-    database's revisions changes nothing (``UpgradeOutcome.target_passed``)."""
+def upgrade(settings: DatabaseSettings, revision: str = "heads") -> UpgradeOutcome:
+    """Apply the migrations up to ``revision`` (by default the head of every branch). Only
+    upgrades: a target below the database's revisions changes nothing
+    (``UpgradeOutcome.target_passed``)."""
     config = alembic_config(settings)
     scripts = ScriptDirectory.from_config(config)
     ensure_known_revisions(scripts, database_revisions(settings))
@@ -107,6 +124,6 @@ def upgrade(settings: DatabaseSettings, revision: str = "head") -> UpgradeOutcom
     revisions = database_revisions(settings)
     return UpgradeOutcome(
         revisions=revisions,
-        heads=tuple(scripts.get_heads()),
+        heads=tuple(sorted(scripts.get_heads())),
         target_passed=_is_passed(scripts, revision, revisions),
     )

@@ -1,4 +1,7 @@
-"""Create the items table.
+"""Create the items table: the root of the ``service`` branch.
+
+The service's own revisions (``alembic revision --autogenerate``) continue this branch;
+each optional feature's tables have a branch of their own (``versions/<feature>/``).
 
 Revision ID: 0001
 Revises:
@@ -11,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("service",)
 depends_on: str | Sequence[str] | None = None
 
 

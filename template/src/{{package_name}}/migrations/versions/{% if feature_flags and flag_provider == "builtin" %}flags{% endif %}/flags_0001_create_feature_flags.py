@@ -1,7 +1,10 @@
-"""Create the feature flag tables.
+"""Create the feature flag tables: the root of the ``flags`` branch.
 
-Revision ID: 0002
-Revises: 0001
+The built-in flag provider's tables have a branch of their own, so switching the provider
+on or off with ``copier update`` never reorders the service's own revisions.
+
+Revision ID: flags_0001
+Revises:
 Create Date: 2026-11-26
 """
 
@@ -10,9 +13,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
+revision: str = "flags_0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("flags",)
 depends_on: str | Sequence[str] | None = None
 
 
