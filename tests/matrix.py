@@ -125,7 +125,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "src/{package_name}/flags/builtin/redis_sync.py": lambda a: (
         bool(a["feature_flags"]) and a["flag_provider"] == "builtin" and bool(a["redis"])
     ),
-    "src/{package_name}/migrations/versions/0002_create_feature_flags.py": lambda a: (
+    "src/{package_name}/migrations/versions/flags": lambda a: (
         bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
     ),
     "flags": lambda a: bool(a["feature_flags"]) and a["flag_provider"] == "flagd",
