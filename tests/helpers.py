@@ -231,3 +231,15 @@ def file_hashes(root: Path, ignore: frozenset[str] = frozenset()) -> dict[str, s
             continue
         hashes[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return hashes
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd``; fail the test with git's message when it fails."""
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}"
+    return result.stdout
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
