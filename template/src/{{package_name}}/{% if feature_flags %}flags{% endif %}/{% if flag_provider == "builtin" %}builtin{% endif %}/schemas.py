@@ -55,8 +55,8 @@ class Condition(Strict):
 class Rollout(Strict):
     """Percent of the matching users per variant, sticky per user, in the listed order.
 
-    Raising the first variant's share only adds users to it: keep the variant that grows
-    first.
+    Each variant holds a range of buckets in that order: with the order kept, raising
+    one of two variants' share only adds users to it.
     """
 
     weights: Annotated[dict[VariantName, Percent], Field(min_length=1)]
@@ -161,9 +161,11 @@ class FlagDefinition(FlagBody):
         """Fallthrough weights serving ``variant`` to ``percent`` of the users no rule
         matches and the default variant to the rest.
 
-        The rolled-out variant comes first, so raising its share only adds users
-        (bucketing.py). Raises ValueError for an unknown variant, the default one, or a
-        fallthrough that also serves other variants.
+        The variants keep the order the fallthrough already has (a new one goes last):
+        buckets are cumulative ranges in that order (bucketing.py), so with the order
+        fixed, raising a share only adds users and lowering it only removes them.
+        Raises ValueError for an unknown variant, the default one, or a fallthrough that
+        also serves other variants.
         """
         if variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; the flag has {sorted(self.variants)}")
@@ -179,7 +181,10 @@ class FlagDefinition(FlagBody):
             raise ValueError(
                 f"the fallthrough also serves {others}: set its weights in full instead"
             )
-        return {variant: percent, rest: 100 - percent}
+        shares = {variant: percent, rest: 100 - percent}
+        # Zero-share variants stay listed (at zero): their places keep the others' ranges.
+        order = [*weights, *(name for name in shares if name not in weights)]
+        return {name: shares.get(name, 0) for name in order}
 
 
 class FlagChangeRead(BaseModel):
