@@ -12,7 +12,14 @@ from openfeature.flag_evaluation import Reason
 from pydantic import JsonValue
 
 from .bucketing import bucket_hash, hash_prefix, pick_variant
-from .schemas import Condition, FlagDefinition, Rollout
+from .schemas import (
+    BOOLEAN_ATTRIBUTES,
+    BOOLEAN_TEXTS,
+    LIST_ATTRIBUTES,
+    Condition,
+    FlagDefinition,
+    Rollout,
+)
 
 Attributes = Mapping[str, object]
 Predicate = Callable[[str | None, Attributes], bool]
@@ -32,20 +39,6 @@ DISABLED = Resolution(None, None, Reason.DISABLED)
 Weights = tuple[tuple[str, int], ...]
 
 
-def _text(value: object) -> str:
-    # As JSON spells it, so a rule on ``anonymous`` matches the value "true".
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _any_matches(value: object, matches: Callable[[str], bool]) -> bool:
-    # A list attribute (groups) matches when any element does; scalars compare as text.
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(matches(_text(item)) for item in value if item is not None)
-    return matches(_text(value))
-
-
 def _matcher(condition: Condition) -> Callable[[str], bool]:
     if condition.operator in ("in", "not_in"):
         return frozenset(condition.values).__contains__
@@ -60,17 +53,26 @@ def _compile_condition(condition: Condition) -> Predicate:
     # each evaluation runs every condition of every rule before it reaches a rollout.
     name = condition.attribute
     from_key = name == TARGETING_KEY
+    each_element = name in LIST_ATTRIBUTES
+    # Python's equality, as flagd's JsonLogic ``in`` uses it (1 == True there too).
+    boolean = name in BOOLEAN_ATTRIBUTES
+    booleans = tuple(BOOLEAN_TEXTS[value] for value in condition.values) if boolean else ()
     matches = _matcher(condition)
     # not_in holds when nothing matches, an absent attribute included.
     negated = condition.operator == "not_in"
 
     def holds(targeting_key: str | None, attributes: Attributes) -> bool:
         value = targeting_key if from_key else attributes.get(name)
-        if value is None:
-            return negated
-        if type(value) is str:
-            return matches(value) is not negated
-        return _any_matches(value, matches) is not negated
+        # Strings only, as flagd compares (schemas.Condition): 42 is not "42".
+        if boolean:
+            met = value in booleans
+        elif each_element:
+            met = isinstance(value, list) and any(
+                type(item) is str and matches(item) for item in value
+            )
+        else:
+            met = type(value) is str and matches(value)
+        return met is not negated
 
     return holds
 

@@ -28,6 +28,13 @@ FlagType = Literal["boolean", "string", "number", "object"]
 # only on flat names.
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 Percent = Annotated[int, Field(ge=0, le=100)]
+# Context attributes holding lists of strings (see flags/context.py): a condition on one
+# tests its elements. Every other attribute is tested as one string.
+LIST_ATTRIBUTES = frozenset({"groups", "roles"})
+# Attributes the service sets as booleans (flags/context.py): conditions on them are
+# ``in``/``not_in`` over "true" and "false", compared with the boolean.
+BOOLEAN_ATTRIBUTES = frozenset({"anonymous"})
+BOOLEAN_TEXTS = {"true": True, "false": False}
 
 _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "boolean": lambda value: isinstance(value, bool),
@@ -44,12 +51,30 @@ class Strict(BaseModel):
 class Condition(Strict):
     """``attribute`` of the evaluation context compared with ``values``.
 
-    For a list attribute (``groups``), ``in`` holds when any element is among the values.
+    Conditions compare strings, as flagd's JsonLogic does: a value of another type (a
+    boolean, a number, a list where a string belongs) meets no ``in``, ``starts_with``
+    or ``ends_with`` and every ``not_in``, like an absent one. A list attribute
+    (``LIST_ATTRIBUTES``) meets a condition when one of its string elements does, and
+    meets none when it is not a list. A boolean attribute (``BOOLEAN_ATTRIBUTES``) is
+    compared with the boolean its values "true"/"false" name.
     """
 
     attribute: AttributeName
     operator: Literal["in", "not_in", "starts_with", "ends_with"]
     values: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _boolean_attribute_takes_booleans(self) -> Self:
+        if self.attribute not in BOOLEAN_ATTRIBUTES:
+            return self
+        if self.operator not in ("in", "not_in"):
+            message = f"{self.attribute!r} is a boolean: use in or not_in"
+            raise _field_error("operator", self.operator, message)
+        wrong = [value for value in self.values if value not in BOOLEAN_TEXTS]
+        if wrong:
+            message = f"{self.attribute!r} is a boolean: compare it with 'true' or 'false'"
+            raise _field_error("values", wrong, message)
+        return self
 
 
 class Rollout(Strict):
@@ -143,6 +168,12 @@ class FlagBody(Strict):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+
+def _field_error(field: str, value: object, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "Condition", [_error((field,), value, "value_error", message)]
+    )
 
 
 def _error(loc: tuple[str | int, ...], value: object, kind: str, message: str) -> InitErrorDetails:
