@@ -77,6 +77,24 @@ def _compile_condition(condition: Condition) -> Predicate:
     return holds
 
 
+def _served_values(definition: FlagDefinition) -> dict[str, JsonValue]:
+    """The variants' values as evaluations give them.
+
+    A number flag with a fractional variant serves all its variants as floats, 1 as 1.0:
+    OFREP clients type a value by its JSON spelling (openfeature-provider-ofrep refuses
+    ``1`` to a float read and ``1.0`` to an integer read), so each of the flag's users
+    then gets a value the same read accepts, over OFREP as in process. A flag of whole
+    numbers serves integers, which in process also read as floats.
+    """
+    values = dict(definition.variants)
+    if definition.type == "number" and any(isinstance(value, float) for value in values.values()):
+        return {
+            name: float(value) if isinstance(value, int) else value
+            for name, value in values.items()
+        }
+    return values
+
+
 def _weights(rollout: Rollout) -> Weights:
     return tuple(rollout.weights.items())
 
@@ -88,7 +106,7 @@ class CompiledFlag:
         self.type = definition.type
         self._enabled = definition.enabled
         self._hash_prefix = hash_prefix(definition.key)
-        variants = definition.variants
+        variants = _served_values(definition)
         # Resolutions are immutable: one per variant and reason, built here, not per call.
         self._split = {
             name: Resolution(name, value, Reason.SPLIT) for name, value in variants.items()
