@@ -28,6 +28,9 @@ FlagType = Literal["boolean", "string", "number", "object"]
 # only on flat names.
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 Percent = Annotated[int, Field(ge=0, le=100)]
+# Objects keyed by variant name: patternProperties alone would let the OpenAPI document
+# accept keys the API refuses ("", "bad name").
+_ONLY_VARIANT_NAMES: dict[str, JsonValue] = {"additionalProperties": False}
 # Context attributes holding lists of strings (see flags/context.py): a condition on one
 # tests its elements. Every other attribute is tested as one string.
 LIST_ATTRIBUTES = frozenset({"groups", "roles"})
@@ -84,7 +87,9 @@ class Rollout(Strict):
     one of two variants' share only adds users to it.
     """
 
-    weights: Annotated[dict[VariantName, Percent], Field(min_length=1)]
+    weights: Annotated[
+        dict[VariantName, Percent], Field(min_length=1, json_schema_extra=_ONLY_VARIANT_NAMES)
+    ]
 
     @model_validator(mode="after")
     def _adds_up_to_100(self) -> Self:
@@ -127,7 +132,10 @@ class FlagBody(Strict):
     type: FlagType
     # Off: every evaluation returns the caller's default with reason DISABLED.
     enabled: bool = True
-    variants: Annotated[dict[VariantName, JsonValue], Field(min_length=1, max_length=50)]
+    variants: Annotated[
+        dict[VariantName, JsonValue],
+        Field(min_length=1, max_length=50, json_schema_extra=_ONLY_VARIANT_NAMES),
+    ]
     # Served when no rule matches and there is no fallthrough rollout.
     default_variant: VariantName
     rules: Annotated[list[Rule], Field(max_length=50)] = []
