@@ -255,6 +255,7 @@ PROFILES: dict[str, Answers] = {
     },
     "bare": {**BASE_ANSWERS, "metrics": False, "tracing": False, "feature_flags": False},
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
+    "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
 }
 
 # Everything switched on, for checks that want the largest render.

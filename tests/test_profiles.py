@@ -46,6 +46,7 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
     "postgresql-redis": {"APP_DATABASE__URL": DATABASE_URL, "APP_REDIS__URL": REDIS_URL},
     "bare": {},
     "flagd": {},
+    "launchdarkly": {},
 }
 
 MAKE_TIMEOUT = 1200  # seconds, per make target (includes the first uv sync)

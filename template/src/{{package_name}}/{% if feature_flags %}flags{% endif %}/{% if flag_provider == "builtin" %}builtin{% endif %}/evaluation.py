@@ -12,7 +12,14 @@ from openfeature.flag_evaluation import Reason
 from pydantic import JsonValue
 
 from .bucketing import bucket_hash, hash_prefix, pick_variant
-from .schemas import Condition, FlagDefinition, Rollout
+from .schemas import (
+    BOOLEAN_ATTRIBUTES,
+    BOOLEAN_TEXTS,
+    LIST_ATTRIBUTES,
+    Condition,
+    FlagDefinition,
+    Rollout,
+)
 
 Attributes = Mapping[str, object]
 Predicate = Callable[[str | None, Attributes], bool]
@@ -32,20 +39,6 @@ DISABLED = Resolution(None, None, Reason.DISABLED)
 Weights = tuple[tuple[str, int], ...]
 
 
-def _text(value: object) -> str:
-    # As JSON spells it, so a rule on ``anonymous`` matches the value "true".
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _any_matches(value: object, matches: Callable[[str], bool]) -> bool:
-    # A list attribute (groups) matches when any element does; scalars compare as text.
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(matches(_text(item)) for item in value if item is not None)
-    return matches(_text(value))
-
-
 def _matcher(condition: Condition) -> Callable[[str], bool]:
     if condition.operator in ("in", "not_in"):
         return frozenset(condition.values).__contains__
@@ -60,19 +53,46 @@ def _compile_condition(condition: Condition) -> Predicate:
     # each evaluation runs every condition of every rule before it reaches a rollout.
     name = condition.attribute
     from_key = name == TARGETING_KEY
+    each_element = name in LIST_ATTRIBUTES
+    # Python's equality, as flagd's JsonLogic ``in`` uses it (1 == True there too).
+    boolean = name in BOOLEAN_ATTRIBUTES
+    booleans = tuple(BOOLEAN_TEXTS[value] for value in condition.values) if boolean else ()
     matches = _matcher(condition)
     # not_in holds when nothing matches, an absent attribute included.
     negated = condition.operator == "not_in"
 
     def holds(targeting_key: str | None, attributes: Attributes) -> bool:
         value = targeting_key if from_key else attributes.get(name)
-        if value is None:
-            return negated
-        if type(value) is str:
-            return matches(value) is not negated
-        return _any_matches(value, matches) is not negated
+        # Strings only, as flagd compares (schemas.Condition): 42 is not "42".
+        if boolean:
+            met = value in booleans
+        elif each_element:
+            met = isinstance(value, list) and any(
+                type(item) is str and matches(item) for item in value
+            )
+        else:
+            met = type(value) is str and matches(value)
+        return met is not negated
 
     return holds
+
+
+def _served_values(definition: FlagDefinition) -> dict[str, JsonValue]:
+    """The variants' values as evaluations give them.
+
+    A number flag with a fractional variant serves all its variants as floats, 1 as 1.0:
+    OFREP clients type a value by its JSON spelling (openfeature-provider-ofrep refuses
+    ``1`` to a float read and ``1.0`` to an integer read), so each of the flag's users
+    then gets a value the same read accepts, over OFREP as in process. A flag of whole
+    numbers serves integers, which in process also read as floats.
+    """
+    values = dict(definition.variants)
+    if definition.type == "number" and any(isinstance(value, float) for value in values.values()):
+        return {
+            name: float(value) if isinstance(value, int) else value
+            for name, value in values.items()
+        }
+    return values
 
 
 def _weights(rollout: Rollout) -> Weights:
@@ -86,7 +106,7 @@ class CompiledFlag:
         self.type = definition.type
         self._enabled = definition.enabled
         self._hash_prefix = hash_prefix(definition.key)
-        variants = definition.variants
+        variants = _served_values(definition)
         # Resolutions are immutable: one per variant and reason, built here, not per call.
         self._split = {
             name: Resolution(name, value, Reason.SPLIT) for name, value in variants.items()

@@ -10,7 +10,9 @@ fallthrough); a condition is ``in`` over a list of values (wrapped in ``!`` for
 ``not_in``), or flagd's ``starts_with``/``ends_with`` (several values joined by ``or``);
 several conditions are joined by ``and``; a rollout is the ``fractional`` shorthand, which
 buckets by flag key and targeting key. List attributes (``LIST_ATTRIBUTES``) are tested
-element by element with ``some``, as the built-in evaluator does. The description and
+element by element with ``some``, which holds for no value but a list. JsonLogic's ``in``
+over a list of strings and flagd's string operators hold only for strings, which is the
+built-in evaluator's rule too (schemas.Condition). The description and
 rule names travel in the flag's ``metadata``.
 
 ``import_flags`` reads back exactly that form, and flags without targeting. Anything else
@@ -25,12 +27,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .schemas import Condition, FlagDefinition, Rollout, Serve
+from .schemas import (
+    BOOLEAN_ATTRIBUTES,
+    BOOLEAN_TEXTS,
+    LIST_ATTRIBUTES,
+    Condition,
+    FlagDefinition,
+    Rollout,
+    Serve,
+)
 
 SCHEMA_URL = "https://flagd.dev/schema/v0/flags.json"
-# Context attributes holding lists (see flags/context.py): a condition holds when any
-# element meets it, which JsonLogic says with ``some``.
-LIST_ATTRIBUTES = frozenset({"groups", "roles"})
 
 _FLAG_FIELDS = frozenset({"state", "variants", "defaultVariant", "targeting", "metadata"})
 _METADATA_FIELDS = frozenset({"description", "ruleNames"})
@@ -133,7 +140,9 @@ def _export_condition(condition: Condition) -> dict[str, Any]:
     # Inside ``some``, ``{"var": ""}`` is the element being tested.
     subject = {"var": ""} if each_element else attribute
     test: dict[str, Any]
-    if condition.operator in ("in", "not_in"):
+    if condition.attribute in BOOLEAN_ATTRIBUTES:
+        test = {"in": [subject, [BOOLEAN_TEXTS[value] for value in condition.values]]}
+    elif condition.operator in ("in", "not_in"):
         test = {"in": [subject, list(condition.values)]}
     else:
         tests: list[dict[str, Any]] = [
@@ -420,6 +429,8 @@ def _import_condition(node: object, location: Location) -> dict[str, Any]:
             )
     else:
         test_operator, values, attribute = _comparison(node, location)
+        if attribute in BOOLEAN_ATTRIBUTES and test_operator == "in":
+            values = [_boolean_text(value, location) for value in values]
         if attribute == "":
             raise _UnsupportedError(location, "name the attribute the condition tests")
         if attribute in LIST_ATTRIBUTES:
@@ -434,6 +445,14 @@ def _import_condition(node: object, location: Location) -> dict[str, Any]:
     return {"attribute": attribute, "operator": test_operator, "values": values}
 
 
+def _boolean_text(value: object, location: Location) -> str:
+    if not isinstance(value, bool):
+        raise _UnsupportedError(
+            (*location, "in"), f"a boolean attribute is compared with true or false, not {value!r}"
+        )
+    return "true" if value else "false"
+
+
 def _variable(node: object, location: Location) -> str:
     operator, name = _operation(node, location)
     if operator != "var" or not isinstance(name, str):
@@ -441,7 +460,7 @@ def _variable(node: object, location: Location) -> str:
     return name
 
 
-def _comparison(node: object, location: Location) -> tuple[str, list[str], str]:
+def _comparison(node: object, location: Location) -> tuple[str, list[Any], str]:
     """``in`` over a list of strings, or ``starts_with``/``ends_with`` with one string
     each, several joined by ``or``: the operator, the values and the attribute tested
     (``""`` for the element inside ``some``)."""
@@ -452,10 +471,10 @@ def _comparison(node: object, location: Location) -> tuple[str, list[str], str]:
             or len(arguments) != 2
             or not isinstance(arguments[1], list)
             or not arguments[1]
-            or not all(isinstance(value, str) for value in arguments[1])
+            or not all(isinstance(value, str | bool) for value in arguments[1])
         ):
             raise _UnsupportedError(
-                (*location, "in"), "'in' takes the attribute and a list of strings"
+                (*location, "in"), "'in' takes the attribute and a list of strings (or booleans)"
             )
         return "in", list(arguments[1]), _variable(arguments[0], (*location, "in", 0))
     if operator != "or":

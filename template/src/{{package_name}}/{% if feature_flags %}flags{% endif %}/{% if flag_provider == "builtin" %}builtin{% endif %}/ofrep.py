@@ -7,7 +7,9 @@ request body, not from the caller's token; a bearer token is required.
 
 Errors take OFREP's shape, not the problem documents of the rest of the API, because
 OFREP providers read ``errorCode``: 404 ``FLAG_NOT_FOUND``, 400 ``PARSE_ERROR`` (the body
-is not a JSON object) or ``INVALID_CONTEXT``. A disabled flag answers without a
+is not a JSON object) or ``INVALID_CONTEXT``, 500 ``PROVIDER_NOT_READY`` while the flag
+definitions have not been loaded (the database was unreachable since start-up), which
+"no flags" or "no such flag" would misstate. A disabled flag answers without a
 ``value``, which tells the provider to use the caller's default (OFREP ADR 0006,
 proposed; openfeature-provider-ofrep 0.3 already does so).
 """
@@ -29,6 +31,7 @@ from ...core.etags import if_none_match_hits
 from ..hooks import record_evaluation
 from .evaluation import CompiledFlag
 from .provider import BuiltinProvider
+from .sync import FlagSync
 
 router = APIRouter(prefix="/ofrep/v1", tags=["ofrep"], responses=problem_responses(401))
 
@@ -126,6 +129,14 @@ def _evaluate(flag: CompiledFlag, context: EvaluationContext) -> dict[str, Any]:
     return result
 
 
+NOT_LOADED = "the flag definitions are not loaded yet (the database is unreachable); retry"
+
+
+def _loaded(request: Request) -> bool:
+    sync: FlagSync = request.app.state.flag_sync
+    return sync.loaded
+
+
 def _provider(request: Request) -> BuiltinProvider:
     provider: BuiltinProvider = request.app.state.flag_provider
     return provider
@@ -138,6 +149,7 @@ def _provider(request: Request) -> BuiltinProvider:
         200: {"model": OfrepEvaluation},
         400: {"model": OfrepFailure},
         404: {"model": OfrepFailure},
+        500: {"model": OfrepFailure, "description": "PROVIDER_NOT_READY: flags not loaded"},
     },
 )
 async def evaluate_flag(key: str, request: Request, _: PrincipalDep) -> JSONResponse:
@@ -146,6 +158,9 @@ async def evaluate_flag(key: str, request: Request, _: PrincipalDep) -> JSONResp
     except InvalidRequestError as exc:
         failure = {"key": key, "errorCode": exc.code, "errorDetails": exc.details}
         return JSONResponse(failure, status_code=400)
+    if not _loaded(request):
+        failure = {"key": key, "errorCode": "PROVIDER_NOT_READY", "errorDetails": NOT_LOADED}
+        return JSONResponse(failure, status_code=500)
     flag = _provider(request).compiled(key)
     if flag is None:
         record_evaluation(key, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND)
@@ -166,6 +181,7 @@ async def evaluate_flag(key: str, request: Request, _: PrincipalDep) -> JSONResp
         200: {"model": OfrepBulkEvaluation},
         304: {"description": "Not Modified"},
         400: {"model": OfrepBulkFailure},
+        500: {"model": OfrepBulkFailure, "description": "PROVIDER_NOT_READY: flags not loaded"},
     },
 )
 async def evaluate_flags(request: Request, _: PrincipalDep) -> Response:
@@ -174,6 +190,9 @@ async def evaluate_flags(request: Request, _: PrincipalDep) -> Response:
     except InvalidRequestError as exc:
         failure = {"errorCode": exc.code, "errorDetails": exc.details}
         return JSONResponse(failure, status_code=400)
+    if not _loaded(request):
+        failure = {"errorCode": "PROVIDER_NOT_READY", "errorDetails": NOT_LOADED}
+        return JSONResponse(failure, status_code=500)
     flags = sorted(_provider(request).all_compiled(), key=lambda flag: flag.key)
     evaluations = [_evaluate(flag, context) for flag in flags]
     payload = json.dumps({"flags": evaluations}, separators=(",", ":"), sort_keys=True).encode()

@@ -4,13 +4,13 @@ from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ...core.auth.dependencies import require_roles
 from ...core.auth.principal import Principal
 from ...core.errors import problem_responses
 from .dependencies import FlagServiceDep
-from .flagd_format import FlagdFormatError, export_flags, import_flags
+from .flagd_format import SCHEMA_URL, FlagdFormatError, export_flags, import_flags
 from .schemas import FlagBody, FlagChangeRead, FlagDefinition, VariantName
 
 AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
@@ -27,7 +27,7 @@ class FlagPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
     enabled: bool | None = None
     default_variant: VariantName | None = None
 
@@ -139,6 +139,19 @@ async def flag_changes(
 # --------------------------------------------------------------------------- #
 
 
+class FlagdDocument(BaseModel):
+    """A flagd flag-definition document: its flags by key (flagd_format.py says which
+    flags it takes)."""
+
+    # Other members are refused by the import itself, naming them.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
+
+    schema_url: str = Field(
+        default=SCHEMA_URL, alias="$schema", json_schema_extra={"const": SCHEMA_URL}
+    )
+    flags: dict[str, Any]
+
+
 class FlagdImportResult(BaseModel):
     """The keys of the imported flags, by what the import did to them."""
 
@@ -156,7 +169,7 @@ async def export_flagd(_: AdminDep, service: FlagServiceDep) -> dict[str, Any]:
 
 @router.post("/import/flagd", responses=problem_responses(422))
 async def import_flagd(
-    document: dict[str, Any], principal: AdminDep, service: FlagServiceDep
+    document: FlagdDocument, principal: AdminDep, service: FlagServiceDep
 ) -> FlagdImportResult:
     """Creates or replaces the flags of a flagd document; flags it does not name stay.
 
@@ -164,7 +177,7 @@ async def import_flagd(
     using anything else is a 422 naming the flag and what is unsupported.
     """
     try:
-        definitions = import_flags(document)
+        definitions = import_flags(document.model_dump(by_alias=True, exclude_unset=True))
     except FlagdFormatError as exc:
         raise RequestValidationError(
             [

@@ -28,6 +28,16 @@ FlagType = Literal["boolean", "string", "number", "object"]
 # only on flat names.
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 Percent = Annotated[int, Field(ge=0, le=100)]
+# Objects keyed by variant name: patternProperties alone would let the OpenAPI document
+# accept keys the API refuses ("", "bad name").
+_ONLY_VARIANT_NAMES: dict[str, JsonValue] = {"additionalProperties": False}
+# Context attributes holding lists of strings (see flags/context.py): a condition on one
+# tests its elements. Every other attribute is tested as one string.
+LIST_ATTRIBUTES = frozenset({"groups", "roles"})
+# Attributes the service sets as booleans (flags/context.py): conditions on them are
+# ``in``/``not_in`` over "true" and "false", compared with the boolean.
+BOOLEAN_ATTRIBUTES = frozenset({"anonymous"})
+BOOLEAN_TEXTS = {"true": True, "false": False}
 
 _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "boolean": lambda value: isinstance(value, bool),
@@ -44,22 +54,42 @@ class Strict(BaseModel):
 class Condition(Strict):
     """``attribute`` of the evaluation context compared with ``values``.
 
-    For a list attribute (``groups``), ``in`` holds when any element is among the values.
+    Conditions compare strings, as flagd's JsonLogic does: a value of another type (a
+    boolean, a number, a list where a string belongs) meets no ``in``, ``starts_with``
+    or ``ends_with`` and every ``not_in``, like an absent one. A list attribute
+    (``LIST_ATTRIBUTES``) meets a condition when one of its string elements does, and
+    meets none when it is not a list. A boolean attribute (``BOOLEAN_ATTRIBUTES``) is
+    compared with the boolean its values "true"/"false" name.
     """
 
     attribute: AttributeName
     operator: Literal["in", "not_in", "starts_with", "ends_with"]
     values: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _boolean_attribute_takes_booleans(self) -> Self:
+        if self.attribute not in BOOLEAN_ATTRIBUTES:
+            return self
+        if self.operator not in ("in", "not_in"):
+            message = f"{self.attribute!r} is a boolean: use in or not_in"
+            raise _field_error("operator", self.operator, message)
+        wrong = [value for value in self.values if value not in BOOLEAN_TEXTS]
+        if wrong:
+            message = f"{self.attribute!r} is a boolean: compare it with 'true' or 'false'"
+            raise _field_error("values", wrong, message)
+        return self
+
 
 class Rollout(Strict):
     """Percent of the matching users per variant, sticky per user, in the listed order.
 
-    Raising the first variant's share only adds users to it: keep the variant that grows
-    first.
+    Each variant holds a range of buckets in that order: with the order kept, raising
+    one of two variants' share only adds users to it.
     """
 
-    weights: Annotated[dict[VariantName, Percent], Field(min_length=1)]
+    weights: Annotated[
+        dict[VariantName, Percent], Field(min_length=1, json_schema_extra=_ONLY_VARIANT_NAMES)
+    ]
 
     @model_validator(mode="after")
     def _adds_up_to_100(self) -> Self:
@@ -102,7 +132,10 @@ class FlagBody(Strict):
     type: FlagType
     # Off: every evaluation returns the caller's default with reason DISABLED.
     enabled: bool = True
-    variants: Annotated[dict[VariantName, JsonValue], Field(min_length=1, max_length=50)]
+    variants: Annotated[
+        dict[VariantName, JsonValue],
+        Field(min_length=1, max_length=50, json_schema_extra=_ONLY_VARIANT_NAMES),
+    ]
     # Served when no rule matches and there is no fallthrough rollout.
     default_variant: VariantName
     rules: Annotated[list[Rule], Field(max_length=50)] = []
@@ -145,6 +178,12 @@ class FlagBody(Strict):
         return self
 
 
+def _field_error(field: str, value: object, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "Condition", [_error((field,), value, "value_error", message)]
+    )
+
+
 def _error(loc: tuple[str | int, ...], value: object, kind: str, message: str) -> InitErrorDetails:
     # Raised inside a validator, pydantic nests these under the model's own location.
     return InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)
@@ -161,9 +200,11 @@ class FlagDefinition(FlagBody):
         """Fallthrough weights serving ``variant`` to ``percent`` of the users no rule
         matches and the default variant to the rest.
 
-        The rolled-out variant comes first, so raising its share only adds users
-        (bucketing.py). Raises ValueError for an unknown variant, the default one, or a
-        fallthrough that also serves other variants.
+        The variants keep the order the fallthrough already has (a new one goes last):
+        buckets are cumulative ranges in that order (bucketing.py), so with the order
+        fixed, raising a share only adds users and lowering it only removes them.
+        Raises ValueError for an unknown variant, the default one, or a fallthrough that
+        also serves other variants.
         """
         if variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; the flag has {sorted(self.variants)}")
@@ -179,7 +220,10 @@ class FlagDefinition(FlagBody):
             raise ValueError(
                 f"the fallthrough also serves {others}: set its weights in full instead"
             )
-        return {variant: percent, rest: 100 - percent}
+        shares = {variant: percent, rest: 100 - percent}
+        # Zero-share variants stay listed (at zero): their places keep the others' ranges.
+        order = [*weights, *(name for name in shares if name not in weights)]
+        return {name: shares.get(name, 0) for name in order}
 
 
 class FlagChangeRead(BaseModel):
