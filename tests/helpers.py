@@ -48,10 +48,33 @@ def snapshot_working_tree(dst: Path) -> Path:
 
 
 def render(src: Path | str, dst: Path, answers: Mapping[str, Any], **kwargs: Any) -> Path:
-    """Render the template at ``src`` into ``dst`` non-interactively."""
-    options: dict[str, Any] = {"defaults": True, "unsafe": True, "quiet": True}
+    """Render the template at ``src`` into ``dst`` non-interactively, without its tasks.
+
+    The tasks write ``uv.lock``, a dependency resolution per render that the checks of
+    the files do not need; ``render_as_user`` runs them.
+    """
+    options: dict[str, Any] = {"defaults": True, "unsafe": True, "quiet": True, "skip_tasks": True}
     options.update(kwargs)
     copier.run_copy(str(src), str(dst), data=dict(answers), **options)
+    return dst
+
+
+def render_as_user(
+    src: Path, dst: Path, answers: Mapping[str, Any], env: Mapping[str, str]
+) -> Path:
+    """Render with the copier command in ``env``, tasks included, as a user generates a service."""
+    data_file = dst.with_name(f"{dst.name}.answers.yml")
+    data_file.write_text(yaml.safe_dump(dict(answers)), encoding="utf-8")
+    command = [sys.executable, "-m", "copier", "copy", "--defaults", "--trust", "--quiet"]
+    result = subprocess.run(
+        [*command, "--data-file", str(data_file), str(src), str(dst)],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"copier copy failed:\n{result.stdout}{result.stderr}"
+    assert (dst / "uv.lock").is_file(), f"the copy's task wrote no uv.lock:\n{result.stderr}"
     return dst
 
 
@@ -91,9 +114,11 @@ class RenderCache:
     worker that needs a render produce it while the others wait.
     """
 
-    def __init__(self, src: Path, root: Path) -> None:
+    def __init__(self, src: Path, root: Path, user_env: Mapping[str, str] | None = None) -> None:
         self.src = src
         self.root = root
+        # Given, renders run the template's tasks in this environment (render_as_user).
+        self.user_env = user_env
 
     def get(self, key: str, answers: Mapping[str, Any]) -> Path:
         name = safe_name(key)
@@ -103,7 +128,10 @@ class RenderCache:
             if not done.exists():
                 if dst.exists():
                     shutil.rmtree(dst)  # a half-written render from a crashed worker
-                render(self.src, dst, answers)
+                if self.user_env is None:
+                    render(self.src, dst, answers)
+                else:
+                    render_as_user(self.src, dst, answers, self.user_env)
                 done.touch()
         return dst
 

@@ -22,6 +22,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("name-blank", {"project_name": "   "}, "project_name"),
     ("name-leading-digit", {"project_name": "1st Service"}, "project_name"),
     ("name-leading-space", {"project_name": " Service"}, "project_name"),
+    # A README title ending in a space, which the service's own pre-commit hook rewrites.
+    ("name-trailing-space", {"project_name": "Trail Space "}, "project_name"),
+    ("name-trailing-tab", {"project_name": "Trail Tab\t"}, "project_name"),
     ("name-bad-char", {"project_name": "Service/API"}, "project_name"),
     ("name-too-long", {"project_name": "S" * 61}, "project_name"),
     ("slug-uppercase", {"project_slug": "My-Service"}, "project_slug"),
@@ -77,6 +80,14 @@ def test_invalid_answer_is_refused(
 ) -> None:
     message = str(_refused(render_template, tmp_path, data))
     assert f"'{question}'" in message, f"error does not name {question!r}: {message}"
+
+
+@pytest.mark.parametrize("name", ["Trail Space ", "Trail Tab\t"])
+def test_name_with_trailing_whitespace_is_refused_saying_why(
+    tmp_path: Path, render_template: Renderer, name: str
+) -> None:
+    message = str(_refused(render_template, tmp_path, {"project_name": name}))
+    assert "project_name must not start or end with whitespace" in message, message
 
 
 def test_missing_project_name_is_refused(tmp_path: Path, render_template: Renderer) -> None:

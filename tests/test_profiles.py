@@ -52,9 +52,7 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
 MAKE_TIMEOUT = 1200  # seconds, per make target (includes the first uv sync)
 
 # Created by running the project's tools; never part of what `make format` may change.
-TOOL_ARTIFACTS = frozenset(
-    {".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "uv.lock"}
-)
+TOOL_ARTIFACTS = frozenset({".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"})
 
 
 @dataclass
@@ -66,8 +64,10 @@ class Profile:
     template_src: Path
 
     def project(self, variant: str) -> Path:
-        """The profile rendered once per run into ``root/variant`` (workers share it)."""
-        return RenderCache(self.template_src, self.root).get(variant, self.answers)
+        """The profile rendered once per run into ``root/variant`` (workers share it), as a
+        user renders it: its task writes uv.lock, which the Makefile then installs from."""
+        renders = RenderCache(self.template_src, self.root, user_env=self.env)
+        return renders.get(variant, self.answers)
 
     def make(self, variant: str, target: str) -> subprocess.CompletedProcess[str]:
         """Run a make target in a render, alone among that render's targets."""

@@ -14,8 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param(["ruff", "check", "--no-cache", "tests"], id="ruff-check"),
-        pytest.param(["ruff", "format", "--check", "--no-cache", "tests"], id="ruff-format"),
+        pytest.param(["ruff", "check", "--no-cache", "tests", "hooks"], id="ruff-check"),
+        pytest.param(
+            ["ruff", "format", "--check", "--no-cache", "tests", "hooks"], id="ruff-format"
+        ),
         pytest.param(["mypy", "--no-incremental"], id="mypy"),
     ],
 )
