@@ -1,18 +1,21 @@
-"""ASGI middleware: request id, access log, last-resort 500, request body limit.
+"""ASGI middleware: request id, access log, last-resort 500, request body limit, deadline.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``, so streaming responses are not buffered and
 the request's context variables stay visible to the handlers.
 """
 
 import logging
+import math
 import re
 import time
 import uuid
 
+import anyio
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .database import RETRY_AFTER_SECONDS
 from .errors import problem_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -132,3 +135,40 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class RequestDeadlineMiddleware:
+    """Answers 503 when a request has no response after ``seconds``, and cancels its work.
+
+    The deadline covers producing the response, not sending it: once the status line is
+    out, a slow client or a long download is no longer cut. The cancellation reaches the
+    handler at its next await; a database connection it held goes back to the pool (or is
+    discarded, if a statement was in flight) as the session closes.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        with anyio.CancelScope(deadline=anyio.current_time() + self.seconds) as deadline:
+
+            async def send_before_deadline(message: Message) -> None:
+                nonlocal response_started
+                if message["type"] == "http.response.start":
+                    response_started = True
+                    deadline.deadline = math.inf
+                await send(message)
+
+            await self.app(scope, receive, send_before_deadline)
+        if deadline.cancelled_caught and not response_started:
+            logger.warning("request deadline exceeded", deadline_seconds=self.seconds)
+            detail = f"the request did not complete within {self.seconds:g} s; retry later"
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            response = problem_response(503, detail, instance=scope["path"], headers=headers)
+            await response(scope, receive, send)
