@@ -20,7 +20,12 @@ from .errors import document_problems, install_error_handlers
 from .health import ReadinessChecks
 from .health import router as health_router
 from .logging import configure_logging
-from .middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from .middleware import (
+    BodySizeLimitMiddleware,
+    RejectNulMiddleware,
+    RequestContextMiddleware,
+    RequestDeadlineMiddleware,
+)
 from .settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -61,7 +66,10 @@ def build_app(
     # Slices' middleware runs inside the access log and the body limit, first listed first.
     for entry in reversed(middleware):
         app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
+    # Inside the body limit, which bounds the JSON bodies it reads.
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestDeadlineMiddleware, seconds=settings.server.request_timeout_seconds)
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

@@ -3,10 +3,11 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
+import structlog
 from fastapi import Depends, FastAPI, Request
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, exc, text
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 from .health import readiness_checks
 from .settings import DatabaseSettings
+
+logger = structlog.stdlib.get_logger(__name__)
 
 # Deterministic constraint names keep Alembic autogenerate and SQLite batch migrations stable.
 NAMING_CONVENTION = {
@@ -77,9 +80,38 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry
     cursor.close()
 
 
+def _connect_failures_as_database_errors(
+    dialect: Dialect, _: object, cargs: list[Any], cparams: dict[str, Any]
+) -> object:
+    """Connects as SQLAlchemy would, but a refused or timed-out connection raises the
+    driver's OperationalError, which SQLAlchemy wraps like every other database error.
+
+    asyncpg raises plain ``OSError``/``TimeoutError`` while connecting, which would reach
+    the application unwrapped and indistinguishable from any other socket error.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {error!r}") from error
+
+
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.url.get_secret_value()
     sqlite = url.startswith("sqlite")
+    connect_args: dict[str, Any]
+    if sqlite:
+        # How long a statement waits for another connection's write lock before failing.
+        connect_args = {"timeout": settings.statement_timeout_seconds}
+    else:
+        statement_timeout_ms = round(settings.statement_timeout_seconds * 1000)
+        connect_args = {
+            # Bounds connecting and authenticating, so a server that accepts connections
+            # but never answers fails the request instead of hanging it.
+            "timeout": settings.connect_timeout_seconds,
+            # Enforced by the server, lock waits included; the query is cancelled there,
+            # and the connection stays usable.
+            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+        }
     # Looked up on its module at call time, so instrumentation that wraps it (OpenTelemetry's
     # SQLAlchemy instrumentor) sees every engine, however early this module was imported.
     engine = sqlalchemy_asyncio.create_async_engine(
@@ -92,10 +124,80 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_seconds,
         # Connections dropped by the server (restart, failover) are replaced, not handed out.
         pool_pre_ping=not sqlite,
+        connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_failures_as_database_errors)
     if sqlite:
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
     return engine
+
+
+# Seconds a client is asked to wait before retrying a request the database could not serve.
+RETRY_AFTER_SECONDS = 5
+
+# PostgreSQL SQLSTATEs meaning the statement ran out of time (statement_timeout,
+# lock_timeout), and the classes meaning the server cannot serve now: 08 connection
+# exception, 53 insufficient resources, 57 operator intervention (shutdown, recovery).
+_PG_TIMED_OUT = frozenset({"57014", "55P03"})
+_PG_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+_SQLITE_TIMED_OUT = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+_SQLITE_UNAVAILABLE = frozenset({"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"})
+
+
+def database_failure(error: BaseException) -> Literal["timed out", "unavailable"] | None:
+    """Whether ``error`` means the database could not serve in time or at all, rather
+    than a fault of the request or the code (those stay 4xx or 500)."""
+    if isinstance(error, exc.TimeoutError):  # no pooled connection freed up in time
+        return "timed out"
+    if not isinstance(error, exc.DBAPIError):
+        return None
+    # Invalidated: the connection broke; caused by an OSError: none could be made.
+    if error.connection_invalidated or isinstance(getattr(error.orig, "__cause__", None), OSError):
+        return "unavailable"
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate in _PG_TIMED_OUT:
+            return "timed out"
+        if sqlstate[:2] in _PG_UNAVAILABLE_CLASSES:
+            return "unavailable"
+    sqlite_error = getattr(error.orig, "sqlite_errorname", None)
+    if sqlite_error in _SQLITE_TIMED_OUT:
+        return "timed out"
+    if sqlite_error in _SQLITE_UNAVAILABLE:
+        return "unavailable"
+    return None
+
+
+class DatabaseAvailability:
+    """Logs when the database stops answering and when it answers again, once each,
+    rather than once per failed request."""
+
+    def __init__(self) -> None:
+        self.available = True
+
+    def lost(self, error: BaseException) -> None:
+        if self.available:
+            self.available = False
+            logger.error("database unavailable", error=repr(error))
+
+    def restored(self) -> None:
+        if not self.available:
+            self.available = True
+            logger.info("database available again")
+
+
+def database_problem(app: FastAPI, error: BaseException) -> str | None:
+    """The 503 detail for a database failure (logged), or None for any other error."""
+    failure = database_failure(error)
+    if failure == "unavailable":
+        availability: DatabaseAvailability = app.state.database_availability
+        availability.lost(error)
+        return "The database is unavailable; retry later."
+    if failure == "timed out":
+        # Each one is a slow query or a held lock worth finding, so each is logged.
+        logger.warning("database timed out", error=repr(error))
+        return "The database did not answer in time; retry later."
+    return None
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -108,10 +210,22 @@ async def database_lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(app.state.settings.database)
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    availability = app.state.database_availability = DatabaseAvailability()
+
+    def connection_checked_out(*_: object) -> None:
+        availability.restored()
+
+    # A connection handed out (pre-pinged on PostgreSQL) means the database answers again.
+    event.listen(engine.sync_engine, "checkout", connection_checked_out)
 
     async def database_ready() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            if database_failure(error) == "unavailable":
+                availability.lost(error)
+            raise
 
     readiness_checks(app).register("database", database_ready)
     try:

@@ -13,7 +13,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .database import RETRY_AFTER_SECONDS, database_problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -49,7 +53,7 @@ def document_problems(app: FastAPI) -> None:
 
     FastAPI files every declared error model under ``application/json`` and adds its own
     422 schema; this rewrites them to ``application/problem+json`` with
-    :class:`ProblemDetail`, and declares the 500 every operation can answer. An error
+    :class:`ProblemDetail`, and declares the 500 and 503 every operation can answer. An error
     response declared with a model of its own (OFREP's bodies) is what the route sends,
     so it is left as declared.
     """
@@ -63,6 +67,7 @@ def document_problems(app: FastAPI) -> None:
         for operation in _operations(schema):
             responses = operation.setdefault("responses", {})
             responses.setdefault("500", {"description": "Internal Server Error"})
+            responses.setdefault("503", {"description": "Service Unavailable"})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400 and _documents_a_problem(response):
                     response["content"] = {PROBLEM_CONTENT_TYPE: problem}
@@ -192,7 +197,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    detail = database_problem(request.app, exc)
+    if detail is None:
+        raise exc  # a fault, not an outage: the last-resort handler logs it and answers 500
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return problem_response(503, detail, instance=request.url.path, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,8 +1,11 @@
 """Liveness and readiness endpoints.
 
-Liveness says the process can serve HTTP; readiness says its dependencies answer. Each
-slice that owns a connection registers a readiness check from its lifespan, so this
-module never needs to know which backends the service was generated with.
+Liveness says the process can serve HTTP; readiness says whether it can serve requests.
+Each slice that owns a connection registers a readiness check from its lifespan, so this
+module never needs to know which backends the service was generated with. A check is
+critical when the service cannot serve without it: only those fail readiness. The others
+report ``degraded``: a load balancer that pulled every instance because a shared cache
+hiccuped would turn a slowdown into an outage.
 """
 
 import asyncio
@@ -22,8 +25,13 @@ CHECK_TIMEOUT_SECONDS = 2.0
 logger = structlog.stdlib.get_logger(__name__)
 
 
+CheckStatus = Literal["ok", "degraded", "error"]
+
+
 class CheckResult(BaseModel):
-    status: Literal["ok", "error"]
+    # A failing check is an error when critical, degraded otherwise.
+    status: CheckStatus
+    critical: bool
     duration_ms: float
 
 
@@ -32,16 +40,18 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "error"]
+    # error: a critical check failed (503); degraded: only non-critical ones did (200).
+    status: CheckStatus
     checks: dict[str, CheckResult]
 
 
 class ReadinessChecks:
     def __init__(self) -> None:
-        self._checks: dict[str, Check] = {}
+        self._checks: dict[str, tuple[Check, bool]] = {}
 
-    def register(self, name: str, check: Check) -> None:
-        self._checks[name] = check
+    def register(self, name: str, check: Check, *, critical: bool = True) -> None:
+        """Add a check; ``critical=False`` for a dependency the service serves without."""
+        self._checks[name] = (check, critical)
 
     async def run(self) -> dict[str, CheckResult]:
         names = list(self._checks)
@@ -49,15 +59,17 @@ class ReadinessChecks:
         return dict(zip(names, results, strict=True))
 
     async def _run_one(self, name: str) -> CheckResult:
+        check, critical = self._checks[name]
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._checks[name](), CHECK_TIMEOUT_SECONDS)
+            await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
         except Exception as exc:  # a failing dependency must not fail the probe itself
-            logger.warning("readiness check failed", check=name, error=repr(exc))
-            status: Literal["ok", "error"] = "error"
+            status: CheckStatus = "error" if critical else "degraded"
+            logger.warning("readiness check failed", check=name, status=status, error=repr(exc))
         else:
             status = "ok"
-        return CheckResult(status=status, duration_ms=(time.perf_counter() - started) * 1000)
+        duration_ms = (time.perf_counter() - started) * 1000
+        return CheckResult(status=status, critical=critical, duration_ms=duration_ms)
 
 
 def readiness_checks(app: FastAPI) -> ReadinessChecks:
@@ -76,7 +88,11 @@ async def live() -> Liveness:
 @router.get("/ready", responses={503: {"model": Readiness}})
 async def ready(request: Request, response: Response) -> Readiness:
     checks = await readiness_checks(request.app).run()
-    healthy = all(result.status == "ok" for result in checks.values())
-    if not healthy:
+    statuses = {result.status for result in checks.values()}
+    status: CheckStatus = "ok"
+    if "error" in statuses:
+        status = "error"
         response.status_code = 503
-    return Readiness(status="ok" if healthy else "error", checks=checks)
+    elif "degraded" in statuses:
+        status = "degraded"
+    return Readiness(status=status, checks=checks)

@@ -1,18 +1,24 @@
-"""ASGI middleware: request id, access log, last-resort 500, request body limit.
+"""ASGI middleware: request id, access log, last-resort 500, request body limit, deadline,
+NUL characters refused.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``, so streaming responses are not buffered and
 the request's context variables stay visible to the handlers.
 """
 
+import json
 import logging
+import math
 import re
 import time
 import uuid
+from urllib.parse import parse_qsl
 
+import anyio
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .database import RETRY_AFTER_SECONDS
 from .errors import problem_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -132,3 +138,148 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class RequestDeadlineMiddleware:
+    """Answers 503 when a request has no response after ``seconds``, and cancels its work.
+
+    The deadline covers producing the response, not sending it: once the status line is
+    out, a slow client or a long download is no longer cut. The cancellation reaches the
+    handler at its next await; a database connection it held goes back to the pool (or is
+    discarded, if a statement was in flight) as the session closes.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        with anyio.CancelScope(deadline=anyio.current_time() + self.seconds) as deadline:
+
+            async def send_before_deadline(message: Message) -> None:
+                nonlocal response_started
+                if message["type"] == "http.response.start":
+                    response_started = True
+                    deadline.deadline = math.inf
+                await send(message)
+
+            await self.app(scope, receive, send_before_deadline)
+        if deadline.cancelled_caught and not response_started:
+            logger.warning("request deadline exceeded", deadline_seconds=self.seconds)
+            detail = f"the request did not complete within {self.seconds:g} s; retry later"
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            response = problem_response(503, detail, instance=scope["path"], headers=headers)
+            await response(scope, receive, send)
+
+
+# The JSON escape for U+0000 after an even run of backslashes (after an odd run, the
+# backslash is escaped and the text is a literal backslash followed by "u0000").
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_MESSAGE = "NUL characters are not accepted"
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return True  # FastAPI reads a body without a content type as JSON
+
+
+class RejectNulMiddleware:
+    """Answers 422 to requests carrying U+0000 in the path, the query, a header or a JSON
+    body, naming where, as validation errors do. No text column stores it (PostgreSQL
+    refuses it outright) and no legitimate client sends it, so it is refused here, once,
+    rather than by every field of every slice.
+
+    JSON bodies are read whole before the route runs (FastAPI reads them whole anyway);
+    keep this inside the body size limit, which bounds that read.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fields = _nul_outside_body(scope)
+        if not fields and _is_json(scope):
+            try:
+                body, receive = await _read_body(receive)
+            except HTTPException as exc:  # the size limit, while the body streams in
+                response = problem_response(exc.status_code, exc.detail, instance=scope["path"])
+                await response(scope, receive, send)
+                return
+            if _JSON_NUL.search(body):
+                fields = _nul_fields(body)
+        if fields:
+            errors = [{"field": field, "message": _NUL_MESSAGE, "type": "nul"} for field in fields]
+            detail = "The request is invalid; see 'errors'."
+            response = problem_response(422, detail, instance=scope["path"], errors=errors)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that hands it to the route once more."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+def _nul_outside_body(scope: Scope) -> list[str]:
+    fields = ["path"] if "\x00" in scope["path"] else []
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    fields += [f"query.{_printable(name)}" for name, value in query if "\x00" in name + value]
+    headers = scope["headers"]
+    fields += [f"header.{name.decode('latin-1')}" for name, value in headers if b"\x00" in value]
+    return fields
+
+
+def _printable(name: str) -> str:
+    return name.replace("\x00", "\\x00")
+
+
+def _nul_fields(body: bytes) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []  # not JSON: the route's own parsing reports it
+    return [".".join(["body", *path]) for path in _paths_with_nul(document, [])]
+
+
+def _paths_with_nul(value: object, path: list[str]) -> list[list[str]]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += [[*path, _printable(key)]] if "\x00" in key else []
+            found += _paths_with_nul(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths_with_nul(item, [*path, str(index)])
+    return found

@@ -58,6 +58,9 @@ class TokenVerifier:
             raise UnauthorizedError("token signature invalid") from exc
         except jwt.InvalidTokenError as exc:
             raise UnauthorizedError("token invalid") from exc
+        if _contains_nul(claims):
+            # Claims become subjects, tenants and audit entries: text no database stores.
+            raise UnauthorizedError("token claims contain a NUL character")
         return self._principal(claims)
 
     async def _key_for(self, header: Mapping[str, Any]) -> tuple[Any, str]:
@@ -94,6 +97,16 @@ class TokenVerifier:
             tenant=_optional_string(claims.get(settings.tenant_claim)),
             claims=dict(claims),
         )
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 def _strings(value: object) -> list[str]:
