@@ -46,7 +46,7 @@ async def test_create_returns_item_location_and_etag(
     assert item["name"] == "Widget"
     assert item["created_by"] == "alice"
     assert item["version"] == 1
-    assert response.headers["location"] == f"http://test{ITEMS}/{item['id']}"
+    assert response.headers["location"] == f"{ITEMS}/{item['id']}"
     assert response.headers["etag"] == '"1"'
 
 
@@ -191,7 +191,6 @@ async def test_list_filters_and_sorts(
         {"limit": 101},
         {"offset": -1},
         {"sort": "password"},
-        {"min_price_cents": 10, "max_price_cents": 5},
         {"q": "a\x00b"},
         {"page": 2},
     ],

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 import structlog
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware import Middleware
 from structlog.typing import Processor
 
@@ -19,12 +20,14 @@ from .auth.dependencies import auth_lifespan
 from .errors import document_problems, install_error_handlers
 from .health import ReadinessChecks
 from .health import router as health_router
+from .http_semantics import HeadAsGetMiddleware
 from .logging import configure_logging
 from .middleware import (
     BodySizeLimitMiddleware,
     RejectNulMiddleware,
     RequestContextMiddleware,
     RequestDeadlineMiddleware,
+    TrustedHostMiddleware,
 )
 from .settings import Settings
 
@@ -54,15 +57,19 @@ def build_app(
             yield
             logger.info("service stopping")
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files the service serves itself, not from a CDN: the docs
+    # work offline and under a Content-Security-Policy of 'self'.
+    app = FastAPIOffline(
         title=SERVICE_NAME,
         version=version,
         lifespan=lifespan,
+        static_url="/docs/assets",
     )
     app.state.settings = settings
     app.state.readiness = ReadinessChecks()
     install_error_handlers(app)
     document_problems(app)
+    app.add_middleware(HeadAsGetMiddleware)
     # Slices' middleware runs inside the access log and the body limit, first listed first.
     for entry in reversed(middleware):
         app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
@@ -70,6 +77,7 @@ def build_app(
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestDeadlineMiddleware, seconds=settings.server.request_timeout_seconds)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.server.allowed_hosts)
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

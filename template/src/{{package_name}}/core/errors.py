@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .database import RETRY_AFTER_SECONDS, database_problem
+from .http_semantics import allowed_methods
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -65,9 +66,14 @@ def document_problems(app: FastAPI) -> None:
         schema = generate()
         problem = {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
         for operation in _operations(schema):
+            for parameter in operation.get("parameters", []):
+                _never_null(parameter.get("schema", {}))
             responses = operation.setdefault("responses", {})
             responses.setdefault("500", {"description": "Internal Server Error"})
             responses.setdefault("503", {"description": "Service Unavailable"})
+            if "requestBody" in operation:
+                # A body that is not text in its declared encoding never reaches validation.
+                responses.setdefault("400", {"description": "The body could not be read"})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400 and _documents_a_problem(response):
                     response["content"] = {PROBLEM_CONTENT_TYPE: problem}
@@ -78,6 +84,21 @@ def document_problems(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """A path, query or header parameter is left out to mean "none"; it is never null.
+
+    FastAPI documents an optional parameter (``str | None``) as "string or null", and
+    clients that believe it send the text "null", which the service refuses.
+    """
+    options = schema.get("anyOf")
+    if not options:
+        return
+    kept = [option for option in options if option.get("type") != "null"]
+    if len(kept) == 1 and len(kept) < len(options):
+        del schema["anyOf"]
+        schema.update(kept[0])
 
 
 def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,12 +196,31 @@ async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    if exc.status_code == 400 and (unauthenticated := await _unauthenticated(request)):
+        return await _problem_error(request, unauthenticated)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        methods = allowed_methods(request.app.router.routes, request.scope)
+        if methods is not None:
+            headers["Allow"] = ", ".join(methods)
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-    return problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers)
+
+
+async def _unauthenticated(request: Request) -> ProblemError | None:
+    """The 401 a route that needs a token owes an anonymous caller whose body could not
+    be parsed: FastAPI parses the body before it runs any dependency."""
+    # Imported here: the auth dependencies raise this module's errors.
+    from .auth.dependencies import authentication_problem
+
+    return await authentication_problem(request)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+    unparsed = any(error["type"] == "json_invalid" for error in exc.errors())
+    if unparsed and (unauthenticated := await _unauthenticated(request)):
+        return await _problem_error(request, unauthenticated)
     errors = [
         {
             "field": ".".join(str(part) for part in error["loc"]),

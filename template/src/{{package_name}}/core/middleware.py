@@ -1,5 +1,5 @@
 """ASGI middleware: request id, access log, last-resort 500, request body limit, deadline,
-NUL characters refused.
+NUL characters refused, hosts.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``, so streaming responses are not buffered and
 the request's context variables stay visible to the handlers.
@@ -283,3 +283,35 @@ def _paths_with_nul(value: object, path: list[str]) -> list[list[str]]:
         for index, item in enumerate(value):
             found += _paths_with_nul(item, [*path, str(index)])
     return found
+
+
+class TrustedHostMiddleware:
+    """Refuses requests whose ``Host`` the service does not serve, with 400 problem+json.
+
+    ``allowed_hosts`` holds host names, ``*.example.com`` for any subdomain, or ``*``
+    for any host. The check is Starlette's ``TrustedHostMiddleware``'s; it is written
+    out here because that one answers in plain text, not in the service's error format.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.exact = {host.lower() for host in allowed_hosts if not host.startswith("*")}
+        self.suffixes = tuple(host[1:].lower() for host in allowed_hosts if host.startswith("*."))
+
+    def allows(self, host: str) -> bool:
+        return self.any_host or host in self.exact or host.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"} or self.any_host:
+            await self.app(scope, receive, send)
+            return
+        header = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        raw = header.decode("latin-1").lower()
+        # Without the port; an IPv6 literal keeps its brackets.
+        host = raw.split("]", 1)[0] + "]" if raw.startswith("[") else raw.split(":", 1)[0]
+        if self.allows(host):
+            await self.app(scope, receive, send)
+            return
+        response = problem_response(400, "this service does not serve the requested host")
+        await response(scope, receive, send)

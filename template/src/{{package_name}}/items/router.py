@@ -12,6 +12,8 @@ from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
+# Any text: a value that names no current entity tag (an empty one, a typo) is a
+# precondition that fails, 412, as RFC 9110 section 13.1.1 evaluates it.
 IfMatch = Annotated[
     str | None, Header(description="ETag from a previous read; 412 if the item changed since")
 ]
@@ -48,7 +50,9 @@ async def create_item(
     response: Response,
 ) -> ItemRead:
     item = await service.create(body, created_by=principal.subject)
-    response.headers["Location"] = str(request.url_for("get_item", item_id=item.id))
+    # A path, not a URL: built from the Host header, a URL would echo whatever host a
+    # client claims (RFC 9110 allows a relative Location).
+    response.headers["Location"] = request.url_for("get_item", item_id=item.id).path
     response.headers["ETag"] = etag_for(item.version)
     return ItemRead.model_validate(item)
 

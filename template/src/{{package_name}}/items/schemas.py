@@ -1,7 +1,21 @@
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 637.0 as an integer, so the API takes it as one; 637.5 stays
+    a float and is refused, as are strings and booleans (the models are strict)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
 
 # PostgreSQL text cannot hold NUL characters; refuse them up front, on every backend.
 NO_NUL = r"^[^\x00]*$"
@@ -9,8 +23,14 @@ Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
 ]
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
-PriceCents = Annotated[int, Field(ge=0, le=1_000_000_000, description="Price in cents")]
-Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+# Constraints before the validator: after it, pydantic would document them as unknown
+# keywords ("ge") instead of JSON Schema's "minimum", though it still enforced them.
+PriceCents = Annotated[
+    int,
+    Field(ge=0, le=1_000_000_000, description="Price in cents"),
+    BeforeValidator(_whole_number),
+]
+Quantity = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(_whole_number)]
 
 
 class ItemCreate(BaseModel):
@@ -23,10 +43,21 @@ class ItemCreate(BaseModel):
     quantity: Quantity = 0
 
 
+def _required_on_an_item(schema: dict[str, Any]) -> None:
+    """The schema of a partial update: at least one field, and only ``description`` may
+    be null (it can be cleared); the others may be left out but never nulled."""
+    schema["minProperties"] = 1
+    for name in ("name", "price_cents", "quantity"):
+        field = schema["properties"][name]
+        field.pop("default", None)
+        (kept,) = [option for option in field.pop("anyOf") if option.get("type") != "null"]
+        field.update(kept)
+
+
 class ItemUpdate(BaseModel):
     """A partial update: only the fields sent are changed."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_required_on_an_item)
 
     name: Name | None = None
     description: Description | None = None
@@ -73,14 +104,8 @@ class ItemQuery(BaseModel):
     )
     min_price_cents: PriceCents | None = None
     max_price_cents: PriceCents | None = None
+    # A range whose minimum exceeds its maximum is valid and matches no item.
     sort: SortKey = "created_at"
-
-    @model_validator(mode="after")
-    def _price_range(self) -> Self:
-        low, high = self.min_price_cents, self.max_price_cents
-        if low is not None and high is not None and low > high:
-            raise ValueError("min_price_cents must not exceed max_price_cents")
-        return self
 
 
 class ItemPage(BaseModel):

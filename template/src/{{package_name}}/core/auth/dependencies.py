@@ -10,9 +10,11 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..errors import ForbiddenError, UnauthorizedError
+from ..errors import ForbiddenError, ProblemError, UnauthorizedError
 from ..settings import AuthSettings
 from .jwks import JwksCache
 from .principal import Principal
@@ -83,3 +85,31 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
         return principal
 
     return check
+
+
+def _needs_principal(dependant: Dependant) -> bool:
+    return any(
+        dependency.call is current_principal or _needs_principal(dependency)
+        for dependency in dependant.dependencies
+    )
+
+
+async def authentication_problem(request: Request) -> ProblemError | None:
+    """The 401 the matched route would answer this request, if it needs a token and the
+    request has no valid one; None otherwise.
+
+    FastAPI reads and parses the body before it runs a route's dependencies, so without
+    this an anonymous caller sending a malformed body would learn of the body's problem
+    before being told to authenticate.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not _needs_principal(route.dependant):
+        return None
+    credentials = await _bearer(request)
+    if credentials is None:
+        return UnauthorizedError("a bearer token is required", error=None)
+    try:
+        await verify_request_token(request, credentials.credentials)
+    except ProblemError as exc:  # an invalid token, or keys that cannot be fetched
+        return exc
+    return None

@@ -74,7 +74,8 @@ async def create_flag(
     response: Response,
 ) -> FlagDefinition:
     created = await service.create(body, actor=principal.subject)
-    response.headers["Location"] = str(request.url_for("get_flag", key=created.key))
+    # A path, not a URL built from a Host header the client chose.
+    response.headers["Location"] = request.url_for("get_flag", key=created.key).path
     return created
 
 
