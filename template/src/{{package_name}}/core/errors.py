@@ -54,9 +54,9 @@ def document_problems(app: FastAPI) -> None:
 
     FastAPI files every declared error model under ``application/json`` and adds its own
     422 schema; this rewrites them to ``application/problem+json`` with
-    :class:`ProblemDetail`, and declares the 500 and 503 every operation can answer. An error
-    response declared with a model of its own (OFREP's bodies) is what the route sends,
-    so it is left as declared.
+    :class:`ProblemDetail`, and declares the 422, 500 and 503 every operation can answer,
+    and the 400 of every operation with a body. An error response declared with a model
+    of its own (OFREP's bodies) is what the route sends, so it is left as declared.
     """
     generate = app.openapi
 
@@ -71,6 +71,8 @@ def document_problems(app: FastAPI) -> None:
             responses = operation.setdefault("responses", {})
             responses.setdefault("500", {"description": "Internal Server Error"})
             responses.setdefault("503", {"description": "Service Unavailable"})
+            # Any request can carry a NUL character, which is refused before routing.
+            responses.setdefault("422", {"description": "Unprocessable Content"})
             if "requestBody" in operation:
                 # A body that is not text in its declared encoding never reaches validation.
                 responses.setdefault("400", {"description": "The body could not be read"})
