@@ -38,7 +38,7 @@ async def test_create_returns_item_location_and_etag(
 ) -> None:
     response = await client.post(
         ITEMS,
-        json={"name": "  Widget  ", "description": "blue", "price_cents": 1299, "quantity": 3},
+        json={"name": "Widget", "description": "blue", "price_cents": 1299, "quantity": 3},
         headers=user_headers,
     )
     assert response.status_code == 201

@@ -19,8 +19,16 @@ def _whole_number(value: Any) -> Any:
 
 # PostgreSQL text cannot hold NUL characters; refuse them up front, on every backend.
 NO_NUL = r"^[^\x00]*$"
+# No whitespace around a name: refused rather than stripped, since stripping would let a
+# 101-character value that the schema calls too long become a valid 100-character name.
+# The whitespace class is spelled out: "\s" differs between Python's and pydantic's regex.
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^ \t\n\r\f\v\x00]([^\x00]*[^ \t\n\r\f\v\x00])?$",
+    ),
 ]
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
 # Constraints before the validator: after it, pydantic would document them as unknown
