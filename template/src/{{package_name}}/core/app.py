@@ -77,7 +77,11 @@ def build_app(
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestDeadlineMiddleware, seconds=settings.server.request_timeout_seconds)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.server.allowed_hosts)
+    app.add_middleware(
+        TrustedHostMiddleware,
+        allowed_hosts=settings.server.allowed_hosts,
+        any_host_paths=tuple(settings.server.any_host_paths),
+    )
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

@@ -289,12 +289,17 @@ class TrustedHostMiddleware:
     """Refuses requests whose ``Host`` the service does not serve, with 400 problem+json.
 
     ``allowed_hosts`` holds host names, ``*.example.com`` for any subdomain, or ``*``
-    for any host. The check is Starlette's ``TrustedHostMiddleware``'s; it is written
-    out here because that one answers in plain text, not in the service's error format.
+    for any host. Paths starting with one of ``any_host_paths`` are served whatever the
+    host: probes and scrapers address an instance by its IP address. The check is
+    Starlette's ``TrustedHostMiddleware``'s; it is written out here because that one
+    answers in plain text, not in the service's error format.
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: list[str], any_host_paths: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
+        self.any_host_paths = any_host_paths
         self.any_host = "*" in allowed_hosts
         self.exact = {host.lower() for host in allowed_hosts if not host.startswith("*")}
         self.suffixes = tuple(host[1:].lower() for host in allowed_hosts if host.startswith("*."))
@@ -303,7 +308,11 @@ class TrustedHostMiddleware:
         return self.any_host or host in self.exact or host.endswith(self.suffixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in {"http", "websocket"} or self.any_host:
+        if (
+            scope["type"] not in {"http", "websocket"}
+            or self.any_host
+            or scope["path"].startswith(self.any_host_paths)
+        ):
             await self.app(scope, receive, send)
             return
         header = next((value for name, value in scope["headers"] if name == b"host"), b"")
