@@ -201,11 +201,31 @@ def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers}
 
 
-def _answers_200(url: str) -> Callable[[], bool]:
+def _is_service(url: str, service_name: str) -> Callable[[], bool]:
+    """Ready, and this service: not another process that got the port."""
+
     def check() -> bool:
         try:
-            return _http("GET", url, timeout=2).status == 200
-        except OSError:
+            if _http("GET", f"{url}/health/ready", timeout=2).status != 200:
+                return False
+            document = _http("GET", f"{url}/openapi.json", timeout=2)
+            return document.status == 200 and document.json()["info"]["title"] == service_name
+        except (OSError, ValueError, KeyError):
+            return False
+
+    return check
+
+
+def _is_prometheus_of(prometheus: Prometheus, config: Path) -> Callable[[], bool]:
+    """Ready, and running this test's configuration."""
+
+    def check() -> bool:
+        try:
+            if _http("GET", f"{prometheus.base}/-/ready", timeout=2).status != 200:
+                return False
+            flags = prometheus.call("/api/v1/status/flags", {}).get("data", {})
+            return bool(flags.get("config.file") == str(config))
+        except (OSError, ValueError):
             return False
 
     return check
@@ -406,7 +426,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
     with ExitStack() as processes:
-        waits: list[tuple[str, str, subprocess.Popen[bytes], Path]] = []
+        waits: list[tuple[str, Callable[[], bool], subprocess.Popen[bytes], Path]] = []
         for instance in [*instances, failing]:
             serve = [*command, "serve", "--port", str(instance.port)]
             serve += ["--workers", str(instance.workers)] if instance.workers > 1 else []
@@ -414,7 +434,8 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 _running(serve, cwd=project, env=envs[instance.name], log=instance.log)
             )
             what = f"the service ({' '.join(serve[3:])})"
-            waits.append((what, f"{instance.url}/health/ready", process, instance.log))
+            ready = _is_service(instance.url, service_name.group(1))
+            waits.append((what, ready, process, instance.log))
         started = time.time()
         port = _free_port()
         log = workdir / "prometheus.log"
@@ -429,9 +450,9 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             _running(prometheus_args, cwd=workdir, env=os.environ, log=log)
         )
         prometheus = Prometheus(port)
-        waits.append(("Prometheus", f"{prometheus.base}/-/ready", process, log))
-        for what, url, process, output in waits:
-            _wait_until(_answers_200(url), process, output, what)
+        waits.append(("Prometheus", _is_prometheus_of(prometheus, config), process, log))
+        for what, ready, process, output in waits:
+            _wait_until(ready, process, output, what)
         yield Stack(
             project=project,
             job=job,
