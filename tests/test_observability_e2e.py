@@ -437,19 +437,23 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             ready = _is_service(instance.url, service_name.group(1))
             waits.append((what, ready, process, instance.log))
         started = time.time()
-        port = _free_port()
         log = workdir / "prometheus.log"
         prometheus_args = [
             binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            # Port 0: the kernel picks a free port, Prometheus logs which.
+            "--web.listen-address=127.0.0.1:0",
             "--enable-feature=exemplar-storage",
         ]
         process = processes.enter_context(
             _running(prometheus_args, cwd=workdir, env=os.environ, log=log)
         )
-        prometheus = Prometheus(port)
+        listening = re.compile(rb'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+        _wait_until(lambda: bool(listening.search(log.read_bytes())), process, log, "Prometheus")
+        port_logged = listening.search(log.read_bytes())
+        assert port_logged is not None
+        prometheus = Prometheus(int(port_logged.group(1)))
         waits.append(("Prometheus", _is_prometheus_of(prometheus, config), process, log))
         for what, ready, process, output in waits:
             _wait_until(ready, process, output, what)
