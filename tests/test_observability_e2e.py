@@ -25,12 +25,19 @@ a key no flag has) the test checks through Prometheus's HTTP API that:
   dashboard query drawn with exemplars gets some, and their trace ids are ones the service
   wrote in its own log lines.
 
-All problems are collected and reported together. Prometheus is Debian's ``prometheus``
+A third instance runs under a job of its own with its items table dropped, so every API
+request to it fails: its first 500s must show in the SLO error ratios (the service exports
+the 5xx series at 0 before any failure; a series born with its first failure would have
+increased by nothing).
+
+The stack comes up once per module; each test checks one promise and reports all its
+problems together. Prometheus is Debian's ``prometheus``
 package (``.ci/run`` installs it); without it the test skips, or fails under CI=true.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -38,6 +45,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -193,11 +201,31 @@ def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers}
 
 
-def _answers_200(url: str) -> Callable[[], bool]:
+def _is_service(url: str, service_name: str) -> Callable[[], bool]:
+    """Ready, and this service: not another process that got the port."""
+
     def check() -> bool:
         try:
-            return _http("GET", url, timeout=2).status == 200
-        except OSError:
+            if _http("GET", f"{url}/health/ready", timeout=2).status != 200:
+                return False
+            document = _http("GET", f"{url}/openapi.json", timeout=2)
+            return document.status == 200 and document.json()["info"]["title"] == service_name
+        except (OSError, ValueError, KeyError):
+            return False
+
+    return check
+
+
+def _is_prometheus_of(prometheus: Prometheus, config: Path) -> Callable[[], bool]:
+    """Ready, and running this test's configuration."""
+
+    def check() -> bool:
+        try:
+            if _http("GET", f"{prometheus.base}/-/ready", timeout=2).status != 200:
+                return False
+            flags = prometheus.call("/api/v1/status/flags", {}).get("data", {})
+            return bool(flags.get("config.file") == str(config))
+        except (OSError, ValueError):
             return False
 
     return check
@@ -266,6 +294,7 @@ class Stack:
     service_name: str  # service.name of the spans
     token: str
     instances: list[Instance]
+    failing: Instance  # under the job <job>-failing; every API request to it fails
     prometheus: Prometheus
     prometheus_log: Path
     rule_groups: dict[str, str]  # group name -> the rendered file it comes from
@@ -274,9 +303,12 @@ class Stack:
 
 
 def _prometheus_config(
-    project: Path, job: str, targets: list[str], workdir: Path
+    project: Path, job: str, targets: list[str], failing_target: str, workdir: Path
 ) -> tuple[Path, dict[str, str]]:
-    """The rendered job and rules, for ``targets``, with 1 s scrape and rule intervals."""
+    """The rendered job and rules, for ``targets``, with 1 s scrape and rule intervals.
+
+    ``failing_target`` gets the same job under the name ``<job>-failing``.
+    """
     rendered_dir = project / "observability" / "prometheus"
     rendered = yaml.safe_load((rendered_dir / "prometheus.yml").read_text())
     jobs = {c["job_name"]: c for c in rendered.get("scrape_configs") or []}
@@ -312,7 +344,14 @@ def _prometheus_config(
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": rule_files,
-        "scrape_configs": [scrape],
+        "scrape_configs": [
+            scrape,
+            {
+                **scrape,
+                "job_name": f"{job}-failing",
+                "static_configs": [{"targets": [failing_target]}],
+            },
+        ],
     }
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -367,49 +406,64 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         Instance(name, workers, _free_port(), workdir / f"service-{name}.log")
         for name, workers in INSTANCES.items()
     ]
-    config, groups = _prometheus_config(project, job, [i.address for i in instances], workdir)
+    failing = Instance("failing", 1, _free_port(), workdir / "service-failing.log")
+    config, groups = _prometheus_config(
+        project, job, [i.address for i in instances], failing.address, workdir
+    )
 
     envs = {
         i.name: {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / i.name}.db"}
         for i in instances
     }
-    for instance in instances:
+    envs[failing.name] = {
+        **env,
+        "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / failing.name}.db",
+    }
+    for instance in [*instances, failing]:
         _run([*command, "migrate"], cwd=project, env=envs[instance.name], timeout=120)
+    with sqlite3.connect(workdir / f"{failing.name}.db") as database:
+        database.execute("DROP TABLE items")
 
     # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
     with ExitStack() as processes:
-        waits: list[tuple[str, str, subprocess.Popen[bytes], Path]] = []
-        for instance in instances:
+        waits: list[tuple[str, Callable[[], bool], subprocess.Popen[bytes], Path]] = []
+        for instance in [*instances, failing]:
             serve = [*command, "serve", "--port", str(instance.port)]
             serve += ["--workers", str(instance.workers)] if instance.workers > 1 else []
             process = processes.enter_context(
                 _running(serve, cwd=project, env=envs[instance.name], log=instance.log)
             )
             what = f"the service ({' '.join(serve[3:])})"
-            waits.append((what, f"{instance.url}/health/ready", process, instance.log))
+            ready = _is_service(instance.url, service_name.group(1))
+            waits.append((what, ready, process, instance.log))
         started = time.time()
-        port = _free_port()
         log = workdir / "prometheus.log"
         prometheus_args = [
             binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            # Port 0: the kernel picks a free port, Prometheus logs which.
+            "--web.listen-address=127.0.0.1:0",
             "--enable-feature=exemplar-storage",
         ]
         process = processes.enter_context(
             _running(prometheus_args, cwd=workdir, env=os.environ, log=log)
         )
-        prometheus = Prometheus(port)
-        waits.append(("Prometheus", f"{prometheus.base}/-/ready", process, log))
-        for what, url, process, output in waits:
-            _wait_until(_answers_200(url), process, output, what)
+        listening = re.compile(rb'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+        _wait_until(lambda: bool(listening.search(log.read_bytes())), process, log, "Prometheus")
+        port_logged = listening.search(log.read_bytes())
+        assert port_logged is not None
+        prometheus = Prometheus(int(port_logged.group(1)))
+        waits.append(("Prometheus", _is_prometheus_of(prometheus, config), process, log))
+        for what, ready, process, output in waits:
+            _wait_until(ready, process, output, what)
         yield Stack(
             project=project,
             job=job,
             service_name=service_name.group(1),
             token=token.strip(),
             instances=instances,
+            failing=failing,
             prometheus=prometheus,
             prometheus_log=log,
             rule_groups=groups,
@@ -421,7 +475,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 # --------------------------------------------------------------------------- traffic
 
 
-# What the traffic sent to the API routes: instance address -> status -> requests.
+# What the traffic sent to the API routes: instance address -> status class -> requests.
 Sent = dict[str, Counter[str]]
 # method, URL, JSON body, headers, expected status
 Call = tuple[str, str, Any, Mapping[str, str], int]
@@ -442,7 +496,9 @@ FLAG: dict[str, Any] = {
     ],
     "fallthrough": {"weights": {"on": 50, "off": 50}},
 }
-FLAG_SYNC_SECONDS = 1.5  # a flag change reaches every worker of an instance within 1 s
+# A new flag reaches every worker once this many evaluations in a row, each on a new
+# connection (so the kernel spreads them over the workers), find it.
+FLAG_SYNC_EVALUATIONS = 10
 
 
 def _create_flag(stack: Stack, sent: Sent) -> None:
@@ -451,8 +507,22 @@ def _create_flag(stack: Stack, sent: Sent) -> None:
         url = f"{instance.url}/api/v1/flags"
         reply = _http("POST", url, body=FLAG, headers=auth)
         assert reply.status == 201, f"POST {url}: {reply.status} {reply.body!r}"
-        sent[instance.address]["201"] += 1
-    time.sleep(FLAG_SYNC_SECONDS)
+        sent[instance.address]["2xx"] += 1
+    for instance in stack.instances:
+        _wait_for(
+            functools.partial(_flag_known, stack, instance),
+            stack,
+            f"{instance.name}: flag {FLAG['key']}",
+        )
+
+
+def _flag_known(stack: Stack, instance: Instance) -> bool:
+    auth = {"Authorization": f"Bearer {stack.token}", "Connection": "close"}
+    url = f"{instance.url}/ofrep/v1/evaluate/flags/{FLAG['key']}"
+    return all(
+        _http("POST", url, body={"context": {}}, headers=auth).status == 200
+        for _ in range(FLAG_SYNC_EVALUATIONS)
+    )
 
 
 def _flag_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
@@ -475,14 +545,14 @@ def _drive_traffic(stack: Stack) -> Sent:
     if stack.flags:
         _create_flag(stack, sent)
     for round_ in range(TRAFFIC_ROUNDS):
-        began = time.monotonic()
+        began = time.time()
         for instance in stack.instances:
             items = f"{instance.url}/api/v1/items"
             created = _http(
                 "POST", items, body={"name": f"n{round_}", "price_cents": 1}, headers=auth
             )
             assert created.status == 201, f"POST {items}: {created.status} {created.body!r}"
-            sent[instance.address]["201"] += 1
+            sent[instance.address]["2xx"] += 1
             item = f"{items}/{created.json()['id']}"
             etag = {"If-None-Match": created.headers["etag"]}
             calls: list[Call] = [
@@ -503,8 +573,9 @@ def _drive_traffic(stack: Stack) -> Sent:
                 reply = _http(method, url, body=body, headers=headers)
                 assert reply.status == status, f"{method} {url}: {reply.status} {reply.body!r}"
                 if urllib.parse.urlsplit(url).path.startswith("/api/"):
-                    sent[instance.address][str(status)] += 1
-        time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+                    sent[instance.address][f"{status // 100}xx"] += 1
+        # One round per scrape, so the counts grow over several scrapes.
+        _wait_for(functools.partial(_scraped_since, stack, began), stack, "a scrape")
     return sent
 
 
@@ -525,12 +596,17 @@ def _targets_up(stack: Stack) -> bool:
     return len(targets) == len(stack.instances) and all(t["health"] == "up" for t in targets)
 
 
-def _scraped_after(stack: Stack, moment: float) -> float | None:
+def _scraped_after(stack: Stack, moment: float, job: str | None = None) -> float | None:
     """The latest scrape, once every target of the job has been scraped after ``moment``."""
-    scrapes = [_unix(t["lastScrape"]) for t in stack.prometheus.targets(stack.job)]
-    if len(scrapes) != len(stack.instances) or min(scrapes) <= moment:
+    scrapes = [_unix(t["lastScrape"]) for t in stack.prometheus.targets(job or stack.job)]
+    expected = len(stack.instances) if job is None else 1
+    if len(scrapes) != expected or min(scrapes) <= moment:
         return None
     return max(scrapes)
+
+
+def _scraped_since(stack: Stack, moment: float) -> bool:
+    return _scraped_after(stack, moment) is not None
 
 
 def _evaluated_after(stack: Stack, moment: float) -> bool:
@@ -801,7 +877,7 @@ def _check_counts(stack: Stack, sent: Sent, problems: list[str]) -> None:
         expected, got = sent[instance.address], counted.get(instance.address, Counter())
         if got != expected:
             problems.append(
-                f"{instance.name}: app_http_requests_total by status is {dict(got)}, "
+                f"{instance.name}: app_http_requests_total by status class is {dict(got)}, "
                 f"the traffic was {dict(expected)}"
             )
         total = sum(expected.values())
@@ -865,28 +941,80 @@ def _check_exemplars(stack: Stack, queries: list[Query], problems: list[str]) ->
             problems.append(f"{query.where}: drawn with exemplars, but none for {query.expr}")
 
 
-def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
-    stack: Stack,
-) -> None:
+def _report(problems: list[str], summary: str = "") -> None:
+    assert not problems, summary + "\n" + "\n".join(f"- {p}" for p in problems)
+
+
+@pytest.fixture(scope="module")
+def traffic(stack: Stack) -> Sent:
+    """Healthy traffic sent, scraped, and every rule group evaluated on top of it."""
     _wait_for(lambda: _targets_up(stack), stack, f"every target of job {stack.job} up")
     sent = _drive_traffic(stack)
-    # The last requests are scraped, then every rule group evaluates on top of them.
     traffic_done = time.time()
     _wait_for(lambda: _scraped_after(stack, traffic_done) is not None, stack, "a last scrape")
     last_scrape = _scraped_after(stack, traffic_done)
     assert last_scrape is not None
     _wait_for(lambda: _evaluated_after(stack, last_scrape), stack, "a last rule evaluation")
+    return sent
 
+
+def test_every_instance_is_up_and_scraped(stack: Stack, traffic: Sent) -> None:
     problems: list[str] = []
     _check_targets(stack, problems)
-    _check_counts(stack, sent, problems)
+    _report(problems)
+
+
+def test_every_api_request_is_counted_once(stack: Stack, traffic: Sent) -> None:
+    problems: list[str] = []
+    _check_counts(stack, traffic, problems)
+    _report(problems)
+
+
+def test_every_rule_group_loads_and_evaluates(stack: Stack, traffic: Sent) -> None:
+    problems: list[str] = []
     _check_rules(stack, problems)
+    _report(problems)
+
+
+def test_every_dashboard_query_has_data(stack: Stack, traffic: Sent) -> None:
+    problems: list[str] = []
     queries, skipped = _dashboard_queries(stack, problems)
     for query in queries:
         why = _check_query(stack, query)
         if why is not None:
             problems.append(f"{query.where}: {why}\n    {query.expr}")
-    _check_exemplars(stack, queries, problems)
+    _report(problems, f"{len(queries)} PromQL queries checked; skipped (not Prometheus): {skipped}")
 
-    summary = f"{len(queries)} PromQL queries checked; skipped (not Prometheus): {skipped}"
-    assert not problems, summary + "\n" + "\n".join(f"- {p}" for p in problems)
+
+def test_latency_exemplars_carry_trace_ids_the_service_logged(stack: Stack, traffic: Sent) -> None:
+    problems: list[str] = []
+    queries, _ = _dashboard_queries(stack, problems)
+    _check_exemplars(stack, queries, problems)
+    _report(problems)
+
+
+def _instant(stack: Stack, query: str) -> list[float]:
+    result = stack.prometheus.data("/api/v1/query", {"query": query})["result"]
+    return [float(sample["value"][1]) for sample in result]
+
+
+def test_the_first_server_errors_count_in_the_slo_error_ratio(stack: Stack) -> None:
+    job, failing = f"{stack.job}-failing", stack.failing
+    # Scraped once before any request: whatever series exist then are the starting point.
+    before = time.time()
+    _wait_for(lambda: _scraped_after(stack, before, job) is not None, stack, f"{job} scraped")
+    for _ in range(4):
+        reply = _http("GET", f"{failing.url}/api/v1/items")
+        assert reply.status == 500, f"{failing.url}/api/v1/items: {reply.status} {reply.body!r}"
+    failed = time.time()
+    _wait_for(lambda: _scraped_after(stack, failed, job) is not None, stack, f"{job} scraped")
+    last_scrape = _scraped_after(stack, failed, job)
+    assert last_scrape is not None
+    _wait_for(lambda: _evaluated_after(stack, last_scrape), stack, "a rule evaluation")
+
+    selector = f'{{job="{job}"}}'
+    assert _instant(stack, f'sum(app_http_requests_total{{job="{job}", status="5xx"}})') == [4]
+    # Every API request to this instance failed: both windows must say so, not 0 or NaN.
+    for window in ("5m", "30d"):
+        ratio = _instant(stack, f"job:app_slo_error_ratio:rate{window}{selector}")
+        assert ratio == [1.0], f"job:app_slo_error_ratio:rate{window} of {job}: {ratio}"

@@ -26,7 +26,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 HTTP_REQUESTS = Counter(
     "app_http_requests",
-    "HTTP requests answered, by route template and status code.",
+    "HTTP requests answered, by route template and status class (5xx).",
     ["method", "route", "status"],
 )
 HTTP_REQUEST_DURATION = Histogram(

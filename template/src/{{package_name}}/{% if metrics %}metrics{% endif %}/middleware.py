@@ -16,6 +16,19 @@ from .instruments import (
 # Any other method becomes OTHER: clients choose the method, so it must not pick labels.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
+# Statuses are counted by class (2xx, 3xx, 4xx, 5xx): few enough that every route's
+# series can exist from the start (see setup.py); the exact code is in the access log.
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "OTHER"
+
+
 # Labels for the exemplar of the request being measured, or None for no exemplar.
 ExemplarSource = Callable[[], dict[str, str] | None]
 
@@ -29,7 +42,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+        method = method_label(scope["method"])
         in_progress = HTTP_REQUESTS_IN_PROGRESS.labels(method)
         in_progress.inc()
         status = 500
@@ -47,7 +60,7 @@ class HttpMetricsMiddleware:
             duration = time.perf_counter() - started
             # Known only now: the router matched the route while handling the request.
             route = route_template(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_REQUESTS.labels(method, route, status_class(status)).inc()
             HTTP_REQUEST_DURATION.labels(method, route).observe(duration)
             exemplar = self.exemplar() if self.exemplar is not None else None
             if exemplar is not None:
