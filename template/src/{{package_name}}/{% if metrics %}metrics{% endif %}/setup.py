@@ -24,7 +24,9 @@ def export_every_route_at_zero(app: FastAPI) -> None:
     for route in iter_route_contexts(app.routes):
         if route.path is None or not route.methods:
             continue
-        for method in {method_label(method) for method in route.methods}:
+        # HEAD is served wherever GET is (core answers it as GET without the body).
+        methods = set(route.methods) | ({"HEAD"} if "GET" in route.methods else set())
+        for method in {method_label(method) for method in methods}:
             HTTP_REQUEST_DURATION.labels(method, route.path)
             for status in STATUS_CLASSES:
                 HTTP_REQUESTS.labels(method, route.path, status)
