@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -220,6 +221,24 @@ def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.update(extra or {})
     return env
+
+
+_SUMMARY_LINE = re.compile(r"^=+ (?P<counts>.+?) in [0-9.]+s(?: \([0-9:]+\))? =+$")
+_OUTCOME = re.compile(r"(?P<count>[0-9]+) (?P<outcome>[a-z]+)")
+
+
+def pytest_outcomes(output: str) -> dict[str, int]:
+    """Count per outcome ("passed", "skipped", "errors", ...) from pytest's summary line.
+
+    Empty if ``output`` has no summary line (pytest did not get that far).
+    """
+    for line in reversed(output.splitlines()):
+        summary = _SUMMARY_LINE.match(line.strip())
+        if summary:
+            return {
+                m["outcome"]: int(m["count"]) for m in _OUTCOME.finditer(summary["counts"])
+            }
+    return {}
 
 
 def file_hashes(root: Path, ignore: frozenset[str] = frozenset()) -> dict[str, str]:

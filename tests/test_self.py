@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import pytest_outcomes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,3 +25,20 @@ def test_suite_is_clean(args: list[str]) -> None:
         [sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pytest_outcomes_reads_a_real_summary(tmp_path: Path) -> None:
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n\n\ndef test_passes() -> None:\n    pass\n\n\n"
+        "def test_skips() -> None:\n    pytest.skip('not here')\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pytest_outcomes(result.stdout) == {"passed": 1, "skipped": 1}, result.stdout
+    assert pytest_outcomes("collected 0 items\n") == {}
