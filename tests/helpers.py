@@ -235,9 +235,7 @@ def pytest_outcomes(output: str) -> dict[str, int]:
     for line in reversed(output.splitlines()):
         summary = _SUMMARY_LINE.match(line.strip())
         if summary:
-            return {
-                m["outcome"]: int(m["count"]) for m in _OUTCOME.finditer(summary["counts"])
-            }
+            return {m["outcome"]: int(m["count"]) for m in _OUTCOME.finditer(summary["counts"])}
     return {}
 
 
