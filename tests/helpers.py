@@ -115,7 +115,13 @@ class RenderCache:
 # Services for the slow tier
 # --------------------------------------------------------------------------- #
 
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+# The spellings of "true" CI systems set CI to; compared case-insensitively. The rendered
+# suite (tests/support.py) and .ci/run apply the same rule.
+CI_TRUE_VALUES = frozenset({"1", "true", "yes"})
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in CI_TRUE_VALUES
 
 
 def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -130,8 +136,8 @@ def require(condition: bool, message: str) -> None:
     """Fail under CI, skip elsewhere, when a prerequisite of a test is missing."""
     if condition:
         return
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: missing prerequisites fail, they are never skipped)")
+    if running_in_ci():
+        pytest.fail(f"{message} (under CI missing prerequisites fail, they are never skipped)")
     pytest.skip(message)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import pytest_outcomes
+from helpers import pytest_outcomes, running_in_ci
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,3 +42,25 @@ def test_pytest_outcomes_reads_a_real_summary(tmp_path: Path) -> None:
     )
     assert pytest_outcomes(result.stdout) == {"passed": 1, "skipped": 1}, result.stdout
     assert pytest_outcomes("collected 0 items\n") == {}
+
+
+CI_SPELLINGS = {
+    **dict.fromkeys(["1", "true", "TRUE", "True", "yes", "YES", "Yes"], True),
+    **dict.fromkeys(["", "0", "false", "no", "off", "truthy"], False),
+}
+
+
+@pytest.mark.parametrize(("value", "is_ci"), CI_SPELLINGS.items())
+def test_ci_detection_is_one_rule(monkeypatch: pytest.MonkeyPatch, value: str, is_ci: bool) -> None:
+    """tests/helpers.py and .ci/run agree on what CI values mean "in CI"."""
+    monkeypatch.setenv("CI", value)
+    assert running_in_ci() is is_ci
+    in_ci = subprocess.run(
+        ["bash", "-c", "set -u; source <(sed -n '/^in_ci() {/,/^}/p' .ci/run); in_ci"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert in_ci.stderr == ""
+    assert (in_ci.returncode == 0) is is_ci, f".ci/run's in_ci with CI={value!r}"
