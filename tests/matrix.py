@@ -83,6 +83,9 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/service_process.py": lambda a: bool(
         a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "builtin")
     ),
+    "tests/test_service_process.py": lambda a: bool(
+        a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "builtin")
+    ),
     "tests/test_tracing.py": lambda a: bool(a["tracing"]),
     "observability": lambda a: bool(a["metrics"] or a["tracing"]),
     "observability/prometheus": lambda a: bool(a["metrics"]),
