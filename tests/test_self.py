@@ -1,7 +1,10 @@
-"""The template repository's own tooling: its suite is lint- and type-clean."""
+"""The template repository's own tooling: its suite is lint- and type-clean, one CI rule,
+and test modules (its own and the generated ones) share helpers only through support modules."""
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +67,31 @@ def test_ci_detection_is_one_rule(monkeypatch: pytest.MonkeyPatch, value: str, i
     )
     assert in_ci.stderr == ""
     assert (in_ci.returncode == 0) is is_ci, f".ci/run's in_ci with CI={value!r}"
+
+
+def test_template_suite_modules_import_no_other_test_module() -> None:
+    """Shared code lives in helpers.py, matrix.py and conftest.py's fixtures."""
+    found = {
+        f"{path.name} imports {node.module}"
+        for path in sorted((REPO_ROOT / "tests").glob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").split(".")[0].startswith(("test_", "conftest"))
+    }
+    assert not found, sorted(found)
+
+
+# A relative import in a generated test module: ``from .module import names``.
+GENERATED_IMPORT = re.compile(r"^from \.(?P<module>\w*) import (?P<names>.+)$", re.MULTILINE)
+
+
+def test_generated_test_modules_import_only_the_support_module() -> None:
+    """Generated test modules take helpers from tests/support.py, fixtures from conftest."""
+    found = {
+        f"{path.name}: {match[0]}"
+        for path in sorted((REPO_ROOT / "template" / "tests").iterdir())
+        if path.name != "support.py.jinja"
+        for match in GENERATED_IMPORT.finditer(path.read_text(encoding="utf-8"))
+        if (match["module"], match["names"]) not in {("support", match["names"]), ("", "support")}
+    }
+    assert not found, sorted(found)
