@@ -19,9 +19,7 @@ from urllib.parse import urlsplit
 import copier
 import pytest
 import yaml
-from matrix import effective_answers
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from matrix import REPO_ROOT, effective_answers
 
 # render_template(answers, dst) -> dst (the conftest fixture of that name)
 Renderer = Callable[[Mapping[str, Any], Path], Path]
@@ -287,22 +285,22 @@ def project_tools_env(answers: Mapping[str, Any], extra: Mapping[str, str]) -> d
     )
 
 
-def run_make(
-    project: Path, target: str, env: Mapping[str, str], timeout: float = 1200
+def run(
+    cmd: list[str], cwd: Path, *, env: Mapping[str, str] | None = None, timeout: float = 1200
 ) -> subprocess.CompletedProcess[str]:
-    """``make target`` in a render; a timeout fails the test."""
+    """``cmd`` in ``cwd`` with its output captured; a timeout fails the test."""
     try:
         return subprocess.run(
-            ["make", target],
-            cwd=project,
-            env=dict(env),
+            cmd,
+            cwd=cwd,
+            env=None if env is None else dict(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`make {target}` in {project} timed out after {exc.timeout}s")
+        pytest.fail(f"`{' '.join(cmd)}` in {cwd} timed out after {exc.timeout}s")
 
 
 def command_report(result: subprocess.CompletedProcess[str], lines: int = 150) -> str:

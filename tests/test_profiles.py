@@ -29,7 +29,7 @@ from helpers import (
     locked,
     project_tools_env,
     require_services,
-    run_make,
+    run,
     run_scratch_dir,
 )
 from matrix import PROFILES
@@ -71,7 +71,7 @@ class Profile:
         """Run a make target in a render, alone among that render's targets."""
         cwd = self.project(variant)
         with locked(self.root / f"{variant}.lock"):
-            return run_make(cwd, target, self.env, timeout=MAKE_TIMEOUT)
+            return run(["make", target], cwd, env=self.env, timeout=MAKE_TIMEOUT)
 
 
 @pytest.fixture(scope="module", params=list(PROFILES))

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import pytest_outcomes, running_in_ci
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from matrix import REPO_ROOT
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from helpers import (
     read_answers,
     render,
     require_services,
-    run_make,
+    run,
     snapshot_working_tree,
 )
 from matrix import BASE_ANSWERS
@@ -96,14 +96,13 @@ def check_as_developers_would(
     """`make lint`, `make test`, then `make migrate` on a new SQLite file: its tables."""
     env = project_tools_env(read_answers(project), services or {})
     require_services(env)
-    lint = run_make(project, "lint", env)
+    lint = run(["make", "lint"], project, env=env)
     assert lint.returncode == 0, command_report(lint)
-    assert_suite_passed(run_make(project, "test", env), "the updated project's suite")
+    assert_suite_passed(run(["make", "test"], project, env=env), "the updated project's suite")
     database = tmp_path / "fresh.db"
     assert not database.exists()
-    migrate = run_make(
-        project, "migrate", {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{database}"}
-    )
+    fresh = {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{database}"}
+    migrate = run(["make", "migrate"], project, env=fresh)
     assert migrate.returncode == 0, command_report(migrate)
     with sqlite3.connect(database) as connection:
         rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
