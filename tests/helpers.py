@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,12 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import copier
 import pytest
 import yaml
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from matrix import REPO_ROOT, effective_answers
 
 # render_template(answers, dst) -> dst (the conftest fixture of that name)
 Renderer = Callable[[Mapping[str, Any], Path], Path]
@@ -140,7 +141,13 @@ class RenderCache:
 # Services for the slow tier
 # --------------------------------------------------------------------------- #
 
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+# The spellings of "true" CI systems set CI to; compared case-insensitively. The rendered
+# suite (tests/support.py) and .ci/run apply the same rule.
+CI_TRUE_VALUES = frozenset({"1", "true", "yes"})
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in CI_TRUE_VALUES
 
 
 def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -155,9 +162,31 @@ def require(condition: bool, message: str) -> None:
     """Fail under CI, skip elsewhere, when a prerequisite of a test is missing."""
     if condition:
         return
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: missing prerequisites fail, they are never skipped)")
+    if running_in_ci():
+        pytest.fail(f"{message} (under CI missing prerequisites fail, they are never skipped)")
     pytest.skip(message)
+
+
+# The real servers a render's own tests may be pointed at.
+TEST_DATABASE_URL = os.environ.get(
+    "TEMPLATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+TEST_REDIS_URL = os.environ.get("TEMPLATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_services(env: Mapping[str, str]) -> None:
+    """The servers ``env`` points a render's tests at (APP_DATABASE__URL, APP_REDIS__URL) answer."""
+    for var in ("APP_DATABASE__URL", "APP_REDIS__URL"):
+        if var not in env:
+            continue
+        url = urlsplit(env[var])
+        host = url.hostname or "127.0.0.1"
+        port = url.port or (6379 if url.scheme.startswith("redis") else 5432)
+        require(
+            tcp_reachable(host, port),
+            f"{var}={env[var]}: nothing listens on {host}:{port}; start the server "
+            "(.ci/run starts PostgreSQL and Redis) or point the variable elsewhere",
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -248,6 +277,76 @@ def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.update(extra or {})
     return env
+
+
+_SUMMARY_LINE = re.compile(r"^=+ (?P<counts>.+?) in [0-9.]+s(?: \([0-9:]+\))? =+$")
+_OUTCOME = re.compile(r"(?P<count>[0-9]+) (?P<outcome>[a-z]+)")
+
+
+def pytest_outcomes(output: str) -> dict[str, int]:
+    """Count per outcome ("passed", "skipped", "errors", ...) from pytest's summary line.
+
+    Empty if ``output`` has no summary line (pytest did not get that far).
+    """
+    for line in reversed(output.splitlines()):
+        summary = _SUMMARY_LINE.match(line.strip())
+        if summary:
+            return {m["outcome"]: int(m["count"]) for m in _OUTCOME.finditer(summary["counts"])}
+    return {}
+
+
+def project_tools_env(answers: Mapping[str, Any], extra: Mapping[str, str]) -> dict[str, str]:
+    """Environment for a render's own Makefile: uv and the render's Python, ``CI=true``.
+
+    ``CI=true`` makes a generated test whose server is missing fail instead of skip, and
+    ``-rs`` lists any skip with its reason in the output a failure message shows.
+    """
+    uv = find_uv()
+    require(uv is not None, "uv is not installed (the rendered Makefile runs everything with uv)")
+    assert uv is not None
+    version = str(effective_answers(answers)["python_version"])
+    python = find_python(version)
+    require(python is not None, f"no Python {version} interpreter found for the render")
+    assert python is not None
+    return project_env(
+        {"UV": uv, "UV_PYTHON": python, "CI": "true", "PYTEST_ADDOPTS": "-rs", **extra}
+    )
+
+
+def run(
+    cmd: list[str], cwd: Path, *, env: Mapping[str, str] | None = None, timeout: float = 1200
+) -> subprocess.CompletedProcess[str]:
+    """``cmd`` in ``cwd`` with its output captured; a timeout fails the test."""
+    try:
+        return subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`{' '.join(cmd)}` in {cwd} timed out after {exc.timeout}s")
+
+
+def command_report(result: subprocess.CompletedProcess[str], lines: int = 150) -> str:
+    """The command, its exit status and the tail of its output, for a failure message."""
+    tail = (result.stdout + "\n" + result.stderr).strip().splitlines()[-lines:]
+    args = result.args if isinstance(result.args, str) else " ".join(map(str, result.args))
+    return f"$ {args} exited {result.returncode}\n" + "\n".join(tail)
+
+
+def assert_suite_passed(result: subprocess.CompletedProcess[str], what: str) -> None:
+    """``make test`` succeeded and every test passed: none skipped, none errored."""
+    assert result.returncode == 0, command_report(result)
+    outcomes = pytest_outcomes(result.stdout)
+    assert outcomes.get("passed", 0) > 0, f"{what}: no test ran\n{command_report(result)}"
+    others = {outcome: n for outcome, n in outcomes.items() if outcome != "passed"}
+    assert not others, (
+        f"{what}: {others} besides passes (every prerequisite is given)\n{command_report(result)}"
+    )
 
 
 def file_hashes(root: Path, ignore: frozenset[str] = frozenset()) -> dict[str, str]:

@@ -80,7 +80,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "src/{package_name}/metrics": lambda a: bool(a["metrics"]),
     "src/{package_name}/tracing": lambda a: bool(a["tracing"]),
     "tests/test_metrics.py": lambda a: bool(a["metrics"]),
-    "tests/service_process.py": lambda a: bool(
+    "tests/test_service_process.py": lambda a: bool(
         a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "builtin")
     ),
     "tests/test_tracing.py": lambda a: bool(a["tracing"]),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    REPO_ROOT,
     find_python,
     find_uv,
     project_env,
@@ -17,10 +16,10 @@ from helpers import (
     require,
     snapshot_working_tree,
 )
+from matrix import REPO_ROOT, effective_answers
 
 sys.path.insert(0, str(REPO_ROOT / "hooks"))
 from lock_dependencies import lock_dependencies
-from matrix import effective_answers
 
 # Directories with git (copier needs it for updates) and without any uv.
 NO_UV_PATH = "/usr/bin:/bin"

@@ -12,7 +12,6 @@ from types import ModuleType
 import copier
 import pytest
 from helpers import (
-    REPO_ROOT,
     commit_all,
     find_uv,
     git,
@@ -22,7 +21,7 @@ from helpers import (
     require,
     snapshot_working_tree,
 )
-from matrix import BASE_ANSWERS
+from matrix import BASE_ANSWERS, REPO_ROOT
 
 
 def load(name: str) -> ModuleType:

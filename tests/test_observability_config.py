@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import RenderCache, read_answers, require
-from matrix import BASE_ANSWERS, CASES, Answers
+from helpers import RenderCache, command_report, read_answers, require, run
+from matrix import BASE_ANSWERS, CASES, REPO_ROOT, Answers
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PROMETHEUS = (
     REPO_ROOT
     / "template"
@@ -134,14 +132,6 @@ def tool(name: str) -> str:
     return path
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=300)
-
-
-def fmt(result: subprocess.CompletedProcess[str]) -> str:
-    return f"$ {' '.join(map(str, result.args))}\n{result.stdout}\n{result.stderr}"
-
-
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
@@ -232,8 +222,10 @@ def test_promtool_check_config(variant: Variant, renders: RenderCache) -> None:
     """prometheus.yml is valid and its rule_files exist and pass `check rules`."""
     prometheus_dir = render_of(variant, renders) / "observability/prometheus"
     result = run([tool("promtool"), "check", "config", "prometheus.yml"], prometheus_dir)
-    assert result.returncode == 0, fmt(result)
-    assert "rule files found" in result.stdout and " 0 rule files" not in result.stdout, fmt(result)
+    assert result.returncode == 0, command_report(result)
+    assert "rule files found" in result.stdout and " 0 rule files" not in result.stdout, (
+        command_report(result)
+    )
 
 
 @pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
@@ -241,7 +233,7 @@ def test_promtool_check_rules(variant: Variant, renders: RenderCache) -> None:
     rules = sorted((render_of(variant, renders) / "observability/prometheus/rules").glob("*.yml"))
     assert rules, "no rule files under observability/prometheus/rules"
     result = run([tool("promtool"), "check", "rules", *map(str, rules)], rules[0].parent)
-    assert result.returncode == 0, fmt(result)
+    assert result.returncode == 0, command_report(result)
 
 
 @pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
@@ -270,8 +262,8 @@ def test_promtool_rule_unit_tests(test_file: str, renders: RenderCache) -> None:
     """The rules' unit tests pass (see test_rules_are_the_same_in_every_render)."""
     tests_dir = render_of(METRICS_VARIANTS[0], renders) / "observability/prometheus/tests"
     result = run([tool("promtool"), "test", "rules", test_file], tests_dir)
-    assert result.returncode == 0, fmt(result)
-    assert "SUCCESS" in result.stdout, fmt(result)
+    assert result.returncode == 0, command_report(result)
+    assert "SUCCESS" in result.stdout, command_report(result)
 
 
 def test_rule_unit_tests_exist() -> None:
@@ -365,7 +357,7 @@ def test_rules_read_only_exported_or_recorded_metrics(
 def test_amtool_check_config(variant: Variant, renders: RenderCache) -> None:
     alertmanager_dir = render_of(variant, renders) / "observability/alertmanager"
     result = run([tool("amtool"), "check-config", "alertmanager.yml"], alertmanager_dir)
-    assert result.returncode == 0, fmt(result)
+    assert result.returncode == 0, command_report(result)
 
 
 @pytest.mark.parametrize(
@@ -385,8 +377,8 @@ def test_alertmanager_routes_by_severity(
         [tool("amtool"), "config", "routes", "test", "--config.file=alertmanager.yml", *labels],
         alertmanager_dir,
     )
-    assert result.returncode == 0, fmt(result)
-    assert result.stdout.split() == [receiver], fmt(result)
+    assert result.returncode == 0, command_report(result)
+    assert result.stdout.split() == [receiver], command_report(result)
 
 
 @pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
@@ -553,7 +545,7 @@ def test_grafana_promql_parses(variant: Variant, renders: RenderCache, tmp_path:
     )
     result = run([tool("promtool"), "check", "rules", rules_file.name], tmp_path)
     where = "\n".join(f"grafana:query_{i}:check  {w}" for i, (w, _) in enumerate(queries))
-    assert result.returncode == 0, fmt(result) + "\n" + where
+    assert result.returncode == 0, command_report(result) + "\n" + where
 
 
 @pytest.mark.parametrize("variant", params(METRICS_VARIANTS))

@@ -7,43 +7,42 @@ one make target at a time in it.
 
 The PostgreSQL profile talks to the real servers named by ``APP_DATABASE__URL`` and
 ``APP_REDIS__URL``; under CI=true an unreachable server fails the test, elsewhere it
-skips.
+skips. The rendered suite itself always runs with ``CI=true`` (a prerequisite it misses
+fails it) and must report no skipped test: every profile gives its tests what they need.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from helpers import (
+    TEST_DATABASE_URL,
+    TEST_REDIS_URL,
     RenderCache,
+    assert_suite_passed,
+    command_report,
     file_hashes,
-    find_python,
-    find_uv,
     locked,
-    project_env,
-    require,
+    project_tools_env,
+    require_services,
+    run,
     run_scratch_dir,
-    tcp_reachable,
 )
-from matrix import PROFILES, effective_answers
+from matrix import PROFILES
 
 pytestmark = pytest.mark.profile
-
-DATABASE_URL = os.environ.get(
-    "TEMPLATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TEMPLATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Per profile: the service environment its tests get.
 PROFILE_ENV: dict[str, dict[str, str]] = {
     "sqlite": {},
-    "postgresql-redis": {"APP_DATABASE__URL": DATABASE_URL, "APP_REDIS__URL": REDIS_URL},
+    "postgresql-redis": {
+        "APP_DATABASE__URL": TEST_DATABASE_URL,
+        "APP_REDIS__URL": TEST_REDIS_URL,
+    },
     "bare": {},
     "flagd": {},
     "launchdarkly": {},
@@ -72,33 +71,8 @@ class Profile:
     def make(self, variant: str, target: str) -> subprocess.CompletedProcess[str]:
         """Run a make target in a render, alone among that render's targets."""
         cwd = self.project(variant)
-        try:
-            with locked(self.root / f"{variant}.lock"):
-                return subprocess.run(
-                    ["make", target],
-                    cwd=cwd,
-                    env=self.env,
-                    capture_output=True,
-                    text=True,
-                    timeout=MAKE_TIMEOUT,
-                    check=False,
-                )
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"`make {target}` in the {self.name} render timed out after {exc.timeout}s")
-
-
-def _check_services(env: dict[str, str]) -> None:
-    for var in ("APP_DATABASE__URL", "APP_REDIS__URL"):
-        if var not in env:
-            continue
-        url = urlsplit(env[var])
-        host = url.hostname or "127.0.0.1"
-        port = url.port or (6379 if url.scheme.startswith("redis") else 5432)
-        require(
-            tcp_reachable(host, port),
-            f"{var}={env[var]}: nothing listens on {host}:{port}; start the server "
-            "(.ci/run starts PostgreSQL and Redis) or point the variable elsewhere",
-        )
+        with locked(self.root / f"{variant}.lock"):
+            return run(["make", target], cwd, env=self.env, timeout=MAKE_TIMEOUT)
 
 
 @pytest.fixture(scope="module", params=list(PROFILES))
@@ -108,22 +82,10 @@ def profile(
     name = request.param
     assert isinstance(name, str)
     answers = dict(PROFILES[name])
-    uv = find_uv()
-    require(uv is not None, "uv is not installed (the rendered Makefile runs everything with uv)")
-    assert uv is not None
-    version = str(effective_answers(answers)["python_version"])
-    python = find_python(version)
-    require(python is not None, f"no Python {version} interpreter found for the {name} profile")
-    assert python is not None
-    env = project_env({"UV": uv, "UV_PYTHON": python, **PROFILE_ENV[name]})
+    env = project_tools_env(answers, PROFILE_ENV[name])
     root = run_scratch_dir(tmp_path_factory) / "profiles" / name
     root.mkdir(parents=True, exist_ok=True)
     return Profile(name=name, answers=answers, root=root, env=env, template_src=template_src)
-
-
-def _report(result: subprocess.CompletedProcess[str]) -> str:
-    tail = (result.stdout + "\n" + result.stderr).strip().splitlines()[-150:]
-    return f"$ {' '.join(result.args)} exited {result.returncode}\n" + "\n".join(tail)
 
 
 def test_make_format_changes_nothing(profile: Profile) -> None:
@@ -131,7 +93,7 @@ def test_make_format_changes_nothing(profile: Profile) -> None:
     project = profile.project("format")
     before = file_hashes(project, TOOL_ARTIFACTS)
     result = profile.make("format", "format")
-    assert result.returncode == 0, _report(result)
+    assert result.returncode == 0, command_report(result)
     after = file_hashes(project, TOOL_ARTIFACTS)
     changed = sorted(p for p in before if after.get(p) != before[p])
     added = sorted(set(after) - set(before))
@@ -142,15 +104,9 @@ def test_make_format_changes_nothing(profile: Profile) -> None:
 
 def test_make_lint(profile: Profile) -> None:
     result = profile.make("svc", "lint")
-    assert result.returncode == 0, _report(result)
+    assert result.returncode == 0, command_report(result)
 
 
 def test_make_test(profile: Profile) -> None:
-    _check_services(profile.env)
-    result = profile.make("svc", "test")
-    assert result.returncode == 0, _report(result)
-    output = result.stdout + result.stderr
-    assert " passed" in output, f"the rendered suite ran no test:\n{_report(result)}"
-    assert " skipped" not in output or profile.name == "sqlite", (
-        f"tests skipped in the {profile.name} profile (its services are given):\n{_report(result)}"
-    )
+    require_services(profile.env)
+    assert_suite_passed(profile.make("svc", "test"), f"the {profile.name} render's suite")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from matrix import REPO_ROOT
 
 # The prompt puts its mark ("🎤 ", three columns) before the help, and cuts what does not
 # fit the terminal: 70 characters leave room on an 80-column one.

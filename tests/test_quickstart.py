@@ -17,16 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import (
-    REPO_ROOT,
-    find_python,
-    find_uv,
-    project_env,
-    read_answers,
-    require,
-    snapshot_working_tree,
-)
-from matrix import effective_answers
+from helpers import find_python, find_uv, project_env, read_answers, require, snapshot_working_tree
+from matrix import REPO_ROOT, effective_answers
 
 pytestmark = pytest.mark.usefixtures("git_identity")
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, commit_all, git
+from helpers import commit_all, git
+from matrix import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("git_identity")
 

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import RenderCache, read_answers
+from helpers import RenderCache, command_report, read_answers, run
 from matrix import (
     ASKED_WHEN,
     CASES,
     CONDITIONAL_PATHS,
     DOMAINS,
+    REPO_ROOT,
     REQUIRED_PATHS,
     Case,
     asked_questions,
@@ -31,7 +30,6 @@ from matrix import (
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = REPO_ROOT / "template"
 VENV_BIN = Path(sys.executable).parent
 
@@ -91,14 +89,6 @@ def text_files(project: Path) -> dict[Path, str]:
         except UnicodeDecodeError:
             continue
     return texts
-
-
-def run(cmd: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, **kwargs)
-
-
-def fmt_failure(result: subprocess.CompletedProcess[str]) -> str:
-    return f"$ {' '.join(map(str, result.args))}\n{result.stdout}\n{result.stderr}"
 
 
 # --------------------------------------------------------------------------- #
@@ -363,12 +353,12 @@ def test_dependencies_installed_here(project: Path) -> None:
 
 def test_ruff_check(project: Path) -> None:
     result = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], project)
-    assert result.returncode == 0, fmt_failure(result)
+    assert result.returncode == 0, command_report(result)
 
 
 def test_ruff_format(project: Path) -> None:
     result = run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], project)
-    assert result.returncode == 0, fmt_failure(result)
+    assert result.returncode == 0, command_report(result)
 
 
 def test_mypy_strict(project: Path, mypy_cache_dir: Path) -> None:
@@ -389,14 +379,14 @@ def test_mypy_strict(project: Path, mypy_cache_dir: Path) -> None:
         ],
         project,
     )
-    assert result.returncode == 0, fmt_failure(result)
+    assert result.returncode == 0, command_report(result)
 
 
 def _check_jsonschema(schema: str, files: list[Path], cwd: Path) -> None:
     assert files, f"no files to validate against {schema}"
     exe = VENV_BIN / "check-jsonschema"
     result = run([str(exe), "--builtin-schema", schema, *map(str, files)], cwd)
-    assert result.returncode == 0, fmt_failure(result)
+    assert result.returncode == 0, command_report(result)
 
 
 def test_github_workflows_schema(project: Path) -> None:

@@ -7,30 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TokenFactory
-
-ITEMS = "/api/v1/items"
-PROBLEM = "application/problem+json"
-
-
-async def create(
-    client: httpx.AsyncClient, headers: dict[str, str], **fields: Any
-) -> dict[str, Any]:
-    body = {"name": "Widget", "price_cents": 1299, **fields}
-    response = await client.post(ITEMS, json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert "Traceback" not in response.text
-    return problem
+from .support import ITEMS, TokenFactory, assert_problem, create
 
 
 async def test_create_returns_item_location_and_etag(
