@@ -67,7 +67,10 @@ def template_repo(tmp_path: Path) -> Path:
 
 
 def generate(template_repo: Path, dst: Path, **answers: object) -> Path:
-    render(template_repo, dst, {**BASE_ANSWERS, **LEAN, **answers}, vcs_ref="0.1.0")
+    # With its tasks, as a user generates it: the copy writes uv.lock.
+    render(
+        template_repo, dst, {**BASE_ANSWERS, **LEAN, **answers}, vcs_ref="0.1.0", skip_tasks=False
+    )
     git(dst, "init", "-q", "-b", "main")
     commit_all(dst, "Generate from template")
     return dst
@@ -96,9 +99,12 @@ def project_problems(project: Path) -> list[str]:
 def check_as_developers_would(
     project: Path, tmp_path: Path, services: Mapping[str, str] | None = None
 ) -> set[str]:
-    """`make lint`, `make test`, then `make migrate` on a new SQLite file: its tables."""
+    """`uv lock` (which the update message asks for when dependencies changed), `make lint`,
+    `make test`, then `make migrate` on a new SQLite file: its tables."""
     env = project_tools_env(read_answers(project), services or {})
     require_services(env)
+    lock = run([env["UV"], "lock"], project, env=env)
+    assert lock.returncode == 0, command_report(lock)
     lint = run(["make", "lint"], project, env=env)
     assert lint.returncode == 0, command_report(lint)
     assert_suite_passed(run(["make", "test"], project, env=env), "the updated project's suite")
