@@ -370,3 +370,43 @@ def git(cwd: Path, *args: str) -> str:
 def commit_all(cwd: Path, message: str) -> None:
     git(cwd, "add", "-A")
     git(cwd, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def compose_model(project: Path) -> dict[str, Any]:
+    """``compose.yaml`` with its ``include:`` files merged in, as Compose reads it.
+
+    Compose resolves an included file's relative paths against that file's folder; here
+    they are rewritten relative to the project (``./observability/...``) so checks can
+    treat every bind mount alike. A service or volume defined twice is refused, as
+    Compose refuses it.
+    """
+    main = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+    assert isinstance(main, dict), "compose.yaml is not a mapping"
+    services: dict[str, Any] = dict(main.get("services") or {})
+    volumes: dict[str, Any] = dict(main.get("volumes") or {})
+    for entry in main.get("include") or []:
+        relative = entry if isinstance(entry, str) else entry["path"]
+        path = project / relative
+        assert path.is_file(), f"compose.yaml includes {relative}, which does not exist"
+        fragment = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for name, service in (fragment.get("services") or {}).items():
+            assert name not in services, f"service {name!r} is defined twice ({relative})"
+            services[name] = _rebased(service, path.parent, project)
+        for name, volume in (fragment.get("volumes") or {}).items():
+            assert name not in volumes, f"volume {name!r} is defined twice ({relative})"
+            volumes[name] = volume
+    return {**main, "services": services, "volumes": volumes}
+
+
+def _rebased(service: dict[str, Any], folder: Path, project: Path) -> dict[str, Any]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith(("./", "../")):
+            resolved = os.path.normpath(folder / source)
+            source = "./" + Path(resolved).relative_to(project).as_posix()
+        mounts.append(f"{source}:{rest}" if rest else source)
+    return {**service, "volumes": mounts} if "volumes" in service else service

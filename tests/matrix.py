@@ -137,6 +137,17 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/test_flagd_format.py": lambda a: (
         bool(a["feature_flags"]) and a["flag_provider"] == "builtin"
     ),
+    "tests/fixtures/redis.py": lambda a: bool(a["redis"]),
+    "tests/fixtures/flags.py": lambda a: bool(a["feature_flags"]),
+    "compose/compose.sqlite.yaml": lambda a: a["database"] == "sqlite",
+    "compose/compose.postgresql.yaml": lambda a: a["database"] == "postgresql",
+    "compose/compose.redis.yaml": lambda a: bool(a["redis"]),
+    "compose/compose.flagd.yaml": lambda a: (
+        bool(a["feature_flags"]) and a["flag_provider"] == "flagd"
+    ),
+    "compose/compose.metrics.yaml": lambda a: bool(a["metrics"]),
+    "compose/compose.tracing.yaml": lambda a: bool(a["tracing"]),
+    "compose/compose.grafana.yaml": lambda a: bool(a["metrics"] or a["tracing"]),
 }
 
 # Paths that every render must contain (the contract of the generated project).

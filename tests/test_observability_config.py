@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import RenderCache, command_report, read_answers, require, run
+from helpers import RenderCache, command_report, compose_model, read_answers, require, run
 from matrix import BASE_ANSWERS, CASES, REPO_ROOT, Answers
 
 TEMPLATE_PROMETHEUS = (
@@ -398,7 +398,7 @@ def test_pagerduty_key_comes_from_the_file_the_entrypoint_writes(
     key_file = str(key_files.pop())
     entrypoint = (project / "observability/alertmanager/entrypoint.sh").read_text()
     assert f"key_file={key_file}\n" in entrypoint, f"entrypoint.sh does not write {key_file}"
-    compose = load_yaml(project / "compose.yaml")
+    compose = compose_model(project)
     alertmanager = compose["services"]["alertmanager"]
     assert str(Path(key_file).parent) in alertmanager.get("tmpfs", []), alertmanager
     assert "PAGERDUTY_ROUTING_KEY" in alertmanager["environment"]
@@ -583,7 +583,7 @@ def test_grafana_loads_the_dashboards_compose_mounts(
     project = render_of(variant, renders)
     provider_file = project / "observability/grafana/provisioning/dashboards/dashboards.yaml"
     providers = load_yaml(provider_file)["providers"]
-    grafana = load_yaml(project / "compose.yaml")["services"]["grafana"]
+    grafana = compose_model(project)["services"]["grafana"]
     mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
     if not variant.metrics:
         assert providers == []
@@ -647,7 +647,7 @@ def expected_observability_services(variant: Variant) -> set[str]:
 @pytest.mark.parametrize("variant", params(VARIANTS))
 def test_compose_observability_profile(variant: Variant, renders: RenderCache) -> None:
     project = render_of(variant, renders)
-    services: dict[str, dict[str, Any]] = load_yaml(project / "compose.yaml")["services"]
+    services: dict[str, dict[str, Any]] = compose_model(project)["services"]
     in_profile = {n for n, s in services.items() if "observability" in s.get("profiles", [])}
     assert in_profile == expected_observability_services(variant), sorted(in_profile)
     assert set(services) - in_profile <= SERVICE_PROFILE_FREE, sorted(services)
@@ -671,7 +671,7 @@ def test_compose_observability_profile(variant: Variant, renders: RenderCache) -
 @pytest.mark.parametrize("variant", params(VARIANTS))
 def test_compose_app_exports_only_when_asked(variant: Variant, renders: RenderCache) -> None:
     """The OTLP endpoint reaches the service from the shell, empty (off) by default."""
-    services = load_yaml(render_of(variant, renders) / "compose.yaml")["services"]
+    services = compose_model(render_of(variant, renders))["services"]
     environment = services["app"]["environment"]
     if variant.tracing:
         assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
@@ -681,7 +681,7 @@ def test_compose_app_exports_only_when_asked(variant: Variant, renders: RenderCa
 
 @pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
 def test_compose_prometheus_keeps_the_slo_window(variant: Variant, renders: RenderCache) -> None:
-    services = load_yaml(render_of(variant, renders) / "compose.yaml")["services"]
+    services = compose_model(render_of(variant, renders))["services"]
     command = services["prometheus"]["command"]
     assert "--enable-feature=exemplar-storage" in command, command
     (retention,) = [c for c in command if c.startswith("--storage.tsdb.retention.time=")]

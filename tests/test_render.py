@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import RenderCache, command_report, read_answers, run
+from helpers import RenderCache, command_report, compose_model, read_answers, run
 from matrix import (
     ASKED_WHEN,
     CASES,
@@ -295,11 +295,9 @@ def test_python_version_is_consistent(project: Path) -> None:
 
 def test_compose_services_match_answers(project: Path) -> None:
     answers = read_answers(project)
-    compose_file = project / "compose.yaml"
-    if not compose_file.exists():
+    if not (project / "compose.yaml").exists():
         pytest.fail("compose.yaml is missing")
-    compose = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
-    services = set((compose or {}).get("services") or {})
+    services = set(compose_model(project)["services"])
     # copier.yml's _message_after_copy tells users `docker compose up -d db redis`.
     assert ("db" in services) == (answers["database"] == "postgresql"), services
     assert ("redis" in services) == bool(answers["redis"]), services
@@ -395,4 +393,30 @@ def test_github_workflows_schema(project: Path) -> None:
 
 
 def test_compose_schema(project: Path) -> None:
-    _check_jsonschema("vendor.compose-spec", [project / "compose.yaml"], project)
+    """compose.yaml and each file it includes (Compose validates them one by one)."""
+    fragments = sorted((project / "compose").glob("*.yaml"))
+    _check_jsonschema("vendor.compose-spec", [project / "compose.yaml", *fragments], project)
+
+
+def test_compose_references_resolve(project: Path) -> None:
+    """What ``docker compose config`` would refuse: every included file is there, no
+    service or volume is defined twice, every dependency and named volume is defined, and
+    every bind mount exists in the render; and no fragment is left out of the include."""
+    model = compose_model(project)
+    services, volumes = model["services"], model["volumes"]
+    included = {Path(entry if isinstance(entry, str) else entry["path"]) for entry in model["include"]}
+    fragments = {path.relative_to(project) for path in (project / "compose").glob("*.yaml")}
+    assert fragments == included, f"compose/ files not included: {sorted(fragments - included)}"
+    problems = []
+    for name, service in services.items():
+        for dependency in service.get("depends_on") or {}:
+            if dependency not in services:
+                problems.append(f"{name}: depends on {dependency!r}, which is not defined")
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                if not (project / source).exists():
+                    problems.append(f"{name}: mounts {source}, which the render does not have")
+            elif not source.startswith("/") and source not in volumes:
+                problems.append(f"{name}: volume {source!r} is not declared")
+    assert not problems, "\n".join(problems)

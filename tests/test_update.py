@@ -25,6 +25,7 @@ from helpers import (
     TEST_REDIS_URL,
     assert_suite_passed,
     command_report,
+    compose_model,
     find_uv,
     project_env,
     project_tools_env,
@@ -119,9 +120,7 @@ def check_as_developers_would(
 
 
 def compose_services(project: Path) -> dict[str, Any]:
-    compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
-    assert isinstance(compose, dict)
-    services = compose.get("services")
+    services = compose_model(project).get("services")
     assert isinstance(services, dict), "compose.yaml has no services mapping"
     return services
 

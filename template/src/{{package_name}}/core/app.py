@@ -1,19 +1,17 @@
 """Assembles a FastAPI application from the core and the slices the service was built with.
 
-Each slice contributes a lifespan (open connections, register readiness checks, close on
-shutdown) and routers; ``build_app`` enters the lifespans in order and leaves them in
-reverse, so nothing here changes when a slice is added.
+Each slice describes what it contributes in a :class:`~.slices.Slice` (lifespan, routers,
+middleware, log processors, instrumentation); ``build_app`` orders the slices by what they
+declare, enters their lifespans in that order and leaves them in reverse, so nothing here
+changes when a slice is added.
 """
 
-import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from starlette.middleware import Middleware
-from structlog.typing import Processor
 
 from .. import SERVICE_NAME
 from .auth.dependencies import auth_lifespan
@@ -30,23 +28,26 @@ from .middleware import (
     TrustedHostMiddleware,
 )
 from .settings import Settings
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+from .slices import Slice, offered, ordered
 
 logger = structlog.stdlib.get_logger(__name__)
 
 
-def build_app(
-    settings: Settings,
-    *,
-    version: str,
-    lifespans: Sequence[Lifespan] = (),
-    routers: Sequence[APIRouter] = (),
-    log_processors: Sequence[Processor] = (),
-    log_handlers: Sequence[logging.Handler] = (),
-    middleware: Sequence[Middleware] = (),
-) -> FastAPI:
-    configure_logging(settings.logging, log_processors, log_handlers)
+def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ()) -> FastAPI:
+    """The application with ``slices``; refuses slices whose declarations conflict."""
+    parts = ordered(slices)
+    extensions = offered(parts)
+    configure_logging(
+        settings.logging,
+        [processor for part in parts for processor in part.log_processors],
+        [
+            handler
+            for part in parts
+            if part.log_handlers is not None
+            for handler in part.log_handlers(settings, version)
+        ],
+    )
+    lifespans = [part.lifespan for part in parts if part.lifespan is not None]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +72,7 @@ def build_app(
     document_problems(app)
     app.add_middleware(HeadAsGetMiddleware)
     # Slices' middleware runs inside the access log and the body limit, first listed first.
-    for entry in reversed(middleware):
+    for entry in reversed([entry for part in parts for entry in part.middleware]):
         app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
     # Inside the body limit, which bounds the JSON bodies it reads.
     app.add_middleware(RejectNulMiddleware)
@@ -85,6 +86,10 @@ def build_app(
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
-    for router in routers:
-        app.include_router(router)
+    for part in parts:
+        for router in part.routers:
+            app.include_router(router)
+    for part in parts:
+        if part.instrument is not None:
+            part.instrument(app, extensions)
     return app

@@ -17,6 +17,7 @@ from sqlalchemy.types import TypeDecorator
 
 from .health import readiness_checks
 from .settings import DatabaseSettings
+from .slices import Slice
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -241,3 +242,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+database_slice = Slice(name="database", lifespan=database_lifespan)

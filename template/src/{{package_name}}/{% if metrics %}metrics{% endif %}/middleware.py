@@ -1,11 +1,11 @@
 """Counts, times and gauges every HTTP request by method and route template."""
 
 import time
-from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.middleware import route_template
+from ..core.slices import ExemplarSource
 from .instruments import (
     HTTP_REQUEST_DURATION,
     HTTP_REQUEST_DURATION_EXEMPLARS,
@@ -27,10 +27,6 @@ def status_class(status: int) -> str:
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
-
-
-# Labels for the exemplar of the request being measured, or None for no exemplar.
-ExemplarSource = Callable[[], dict[str, str] | None]
 
 
 class HttpMetricsMiddleware:

@@ -3,13 +3,17 @@
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
+from ..core.slices import Extensions
 from .instruments import HTTP_REQUEST_DURATION, HTTP_REQUESTS
-from .middleware import STATUS_CLASSES, ExemplarSource, HttpMetricsMiddleware, method_label
+from .middleware import STATUS_CLASSES, HttpMetricsMiddleware, method_label
 
 
-def instrument_metrics(app: FastAPI, exemplar: ExemplarSource | None = None) -> None:
-    """Measure every request; ``exemplar`` links latency samples to traces."""
-    app.add_middleware(HttpMetricsMiddleware, exemplar=exemplar)
+def instrument_metrics(app: FastAPI, extensions: Extensions) -> None:
+    """Measure every request, outside the access log (its 413s and 503s count too).
+
+    With the tracing slice on, its ``exemplar`` links latency samples to traces.
+    """
+    app.add_middleware(HttpMetricsMiddleware, exemplar=extensions.exemplar)
     export_every_route_at_zero(app)
 
 
