@@ -404,7 +404,9 @@ def test_compose_references_resolve(project: Path) -> None:
     every bind mount exists in the render; and no fragment is left out of the include."""
     model = compose_model(project)
     services, volumes = model["services"], model["volumes"]
-    included = {Path(entry if isinstance(entry, str) else entry["path"]) for entry in model["include"]}
+    included = {
+        Path(entry if isinstance(entry, str) else entry["path"]) for entry in model["include"]
+    }
     fragments = {path.relative_to(project) for path in (project / "compose").glob("*.yaml")}
     assert fragments == included, f"compose/ files not included: {sorted(fragments - included)}"
     problems = []

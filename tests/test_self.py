@@ -87,11 +87,12 @@ GENERATED_IMPORT = re.compile(r"^from \.(?P<module>\w*) import (?P<names>.+)$", 
 
 
 def test_generated_test_modules_import_only_the_support_module() -> None:
-    """Generated test modules take helpers from tests/support.py, fixtures from conftest."""
+    """Generated test modules take helpers from tests/support.py, fixtures from conftest
+    and its plugin modules in tests/fixtures/."""
     found = {
         f"{path.name}: {match[0]}"
-        for path in sorted((REPO_ROOT / "template" / "tests").iterdir())
-        if path.name != "support.py.jinja"
+        for path in sorted((REPO_ROOT / "template" / "tests").rglob("*"))
+        if path.is_file() and path.name != "support.py.jinja"
         for match in GENERATED_IMPORT.finditer(path.read_text(encoding="utf-8"))
         if (match["module"], match["names"]) not in {("support", match["names"]), ("", "support")}
     }

@@ -20,7 +20,6 @@ from typing import Any
 
 import copier
 import pytest
-import yaml
 from helpers import (
     TEST_REDIS_URL,
     assert_suite_passed,
