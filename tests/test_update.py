@@ -128,17 +128,6 @@ def module_ast(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def called_with_keywords(module: ast.Module, function: str) -> list[set[str]]:
-    """For each call of ``function`` in ``module``: the keyword names it passes."""
-    return [
-        {keyword.arg for keyword in node.keywords if keyword.arg}
-        for node in ast.walk(module)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == function
-    ]
-
-
 def assigned_value(module: ast.Module, name: str) -> object:
     """The literal a module-level (annotated) assignment gives ``name``."""
     for node in module.body:
@@ -267,9 +256,14 @@ def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) 
     )
     assert (package / "metrics" / "router.py").is_file()
     assert (package / "tracing" / "setup.py").is_file()
-    # Metrics carry trace exemplars once both are on.
-    calls = called_with_keywords(module_ast(package / "main.py"), "instrument_metrics")
-    assert calls == [{"exemplar"}]
+    # Both slices are enabled (their exemplar hook meets in core/slices.py).
+    imported = {
+        alias.name
+        for node in ast.walk(module_ast(package / "main.py"))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {"metrics_slice", "tracing_slice"} <= imported, sorted(imported)
     assert {"prometheus", "tempo"} <= set(compose_services(project))
     assert "jaeger" not in compose_services(project)
     assert (project / "observability" / "tempo").is_dir()
