@@ -331,11 +331,23 @@ def run(
         pytest.fail(f"`{' '.join(cmd)}` in {cwd} timed out after {exc.timeout}s")
 
 
+# Lines of a pytest run that name what failed, wherever they are in a long output.
+PYTEST_VERDICT = re.compile(
+    r"^(?:FAILED |ERROR |INTERNALERROR|_{3,} \S.* _{3,}$|=+ .*(?:passed|failed|error|"
+    r"Interrupted|no tests ran).* =+$|!+ .* !+$)"
+)
+
+
 def command_report(result: subprocess.CompletedProcess[str], lines: int = 150) -> str:
-    """The command, its exit status and the tail of its output, for a failure message."""
-    tail = (result.stdout + "\n" + result.stderr).strip().splitlines()[-lines:]
+    """The command, its exit status, what a pytest run says failed, and the tail of its
+    output, for a failure message."""
+    output = (result.stdout + "\n" + result.stderr).strip().splitlines()
+    verdict = [line for line in output if PYTEST_VERDICT.match(line)]
     args = result.args if isinstance(result.args, str) else " ".join(map(str, result.args))
-    return f"$ {args} exited {result.returncode}\n" + "\n".join(tail)
+    report = f"$ {args} exited {result.returncode}\n"
+    if verdict:
+        report += "--- what failed ---\n" + "\n".join(verdict[-40:]) + "\n--- output tail ---\n"
+    return report + "\n".join(output[-lines:])
 
 
 def assert_suite_passed(result: subprocess.CompletedProcess[str], what: str) -> None:

@@ -378,3 +378,41 @@ def test_feature_branches_and_user_revisions_never_collide(
     assert "feature_flags" not in tables
     run_in(project, "alembic", "check")
     run_in(project, "make", "lint")
+
+
+def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service generated with Redis, metrics, tracing and the built-in flags, with user
+    code, switches them all off: each slice's package, wiring, compose file, settings
+    section and tests go, the user's code stays, and the lean service lints, tests and
+    migrates."""
+    slices = {"redis": True, "metrics": True, "tracing": True, "feature_flags": True}
+    project = generate(template_repo, tmp_path / "svc", **slices)
+    package = project / "src" / read_answers(project)["package_name"]
+    owned = {
+        "redis": [package / "core" / "redis.py", project / "compose" / "compose.redis.yaml"],
+        "metrics": [package / "metrics", project / "compose" / "compose.metrics.yaml"],
+        "tracing": [package / "tracing", project / "compose" / "compose.tracing.yaml"],
+        "feature_flags": [package / "flags", project / "tests" / "fixtures" / "flags.py"],
+    }
+    for paths in owned.values():
+        for path in paths:
+            assert path.exists(), f"{path.relative_to(project)} missing before the update"
+    service, _ = edit_user_code(project)
+
+    switch_on(project, dict.fromkeys(slices, False))
+
+    answers = read_answers(project)
+    assert not any(answers[name] for name in slices), answers
+    left = [str(path.relative_to(project)) for paths in owned.values() for path in paths]
+    left = [path for path in left if (project / path).exists()]
+    assert not left, f"files of switched-off slices left behind: {left}"
+    assert not (project / "observability").exists()
+    main = (package / "main.py").read_text(encoding="utf-8")
+    for name in ("redis_slice", "flags_slice", "metrics_slice", "tracing_slice"):
+        assert name not in main, f"main.py still lists {name}"
+    assert set(compose_services(project)) == {"app", "migrate"}
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    tables = check_as_developers_would(project, tmp_path)
+    assert "items" in tables
+    assert "feature_flags" not in tables
