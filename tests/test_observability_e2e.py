@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -96,11 +95,16 @@ LABEL_VALUES = re.compile(r"\s*label_values\(\s*(?:(?P<match>.+?)\s*,\s*)?(?P<la
 # --------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# uvicorn names the port it bound: how a service started on port 0 tells which it got.
+LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+def _bound_port(process: subprocess.Popen[bytes], log: Path, what: str) -> int:
+    """The port ``process`` bound, read from its log: nothing else can hold it."""
+    _wait_until(lambda: LISTENING.search(log.read_bytes()) is not None, process, log, what)
+    bound = LISTENING.search(log.read_bytes())
+    assert bound is not None
+    return int(bound.group(1))
 
 
 @contextmanager
@@ -275,8 +279,8 @@ def _unix(timestamp: str) -> float:
 class Instance:
     name: str
     workers: int
-    port: int
     log: Path
+    port: int = 0  # the port the instance bound, once it has started
 
     @property
     def address(self) -> str:
@@ -403,13 +407,10 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     workdir = tmp_path_factory.mktemp("observability-e2e")
     instances = [
-        Instance(name, workers, _free_port(), workdir / f"service-{name}.log")
+        Instance(name, workers, workdir / f"service-{name}.log")
         for name, workers in INSTANCES.items()
     ]
-    failing = Instance("failing", 1, _free_port(), workdir / "service-failing.log")
-    config, groups = _prometheus_config(
-        project, job, [i.address for i in instances], failing.address, workdir
-    )
+    failing = Instance("failing", 1, workdir / "service-failing.log")
 
     envs = {
         i.name: {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / i.name}.db"}
@@ -428,14 +429,21 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with ExitStack() as processes:
         waits: list[tuple[str, Callable[[], bool], subprocess.Popen[bytes], Path]] = []
         for instance in [*instances, failing]:
-            serve = [*command, "serve", "--port", str(instance.port)]
+            # Port 0: each binds a free port itself and logs which; no other test's
+            # service can take it between choosing and binding.
+            serve = [*command, "serve", "--port", "0"]
             serve += ["--workers", str(instance.workers)] if instance.workers > 1 else []
             process = processes.enter_context(
                 _running(serve, cwd=project, env=envs[instance.name], log=instance.log)
             )
-            what = f"the service ({' '.join(serve[3:])})"
+            what = f"the service {instance.name} ({' '.join(serve[3:])})"
+            instance.port = _bound_port(process, instance.log, what)
             ready = _is_service(instance.url, service_name.group(1))
             waits.append((what, ready, process, instance.log))
+        # Prometheus scrapes the ports the instances bound.
+        config, groups = _prometheus_config(
+            project, job, [i.address for i in instances], failing.address, workdir
+        )
         started = time.time()
         log = workdir / "prometheus.log"
         prometheus_args = [
