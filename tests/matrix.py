@@ -84,6 +84,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
         a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "builtin")
     ),
     "tests/test_tracing.py": lambda a: bool(a["tracing"]),
+    "tests/test_otlp_export.py": lambda a: bool(a["tracing"]),
     "observability": lambda a: bool(a["metrics"] or a["tracing"]),
     "observability/prometheus": lambda a: bool(a["metrics"]),
     "observability/alertmanager": lambda a: bool(a["metrics"]),
