@@ -40,6 +40,7 @@ DOMAINS: dict[str, list[Any]] = {
     "trace_backend": ["jaeger", "tempo"],
     "feature_flags": [False, True],
     "flag_provider": ["builtin", "flagd", "launchdarkly"],
+    "circuit_breakers": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -149,6 +150,21 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "compose/compose.metrics.yaml": lambda a: bool(a["metrics"]),
     "compose/compose.tracing.yaml": lambda a: bool(a["tracing"]),
     "compose/compose.grafana.yaml": lambda a: bool(a["metrics"] or a["tracing"]),
+    "src/{package_name}/outbound": lambda a: bool(a["circuit_breakers"]),
+    "src/{package_name}/outbound/metrics.py": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
+    "src/{package_name}/outbound/tracing.py": lambda a: bool(
+        a["circuit_breakers"] and a["tracing"]
+    ),
+    "src/{package_name}/outbound/shared_state.py": lambda a: bool(
+        a["circuit_breakers"] and a["redis"]
+    ),
+    "src/{package_name}/items/enrichment.py": lambda a: bool(a["circuit_breakers"]),
+    "tests/fixtures/upstream.py": lambda a: bool(a["circuit_breakers"]),
+    "tests/test_outbound_client.py": lambda a: bool(a["circuit_breakers"]),
+    "tests/test_enrichment.py": lambda a: bool(a["circuit_breakers"]),
+    "tests/test_outbound_shared_state.py": lambda a: bool(a["circuit_breakers"] and a["redis"]),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -265,7 +281,13 @@ PROFILES: dict[str, Answers] = {
         "redis": True,
         "trace_backend": "tempo",
     },
-    "bare": {**BASE_ANSWERS, "metrics": False, "tracing": False, "feature_flags": False},
+    "bare": {
+        **BASE_ANSWERS,
+        "metrics": False,
+        "tracing": False,
+        "feature_flags": False,
+        "circuit_breakers": False,
+    },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
     "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
 }
