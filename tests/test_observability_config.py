@@ -53,6 +53,19 @@ SERVICE_METRICS = frozenset(
 )
 # With feature_flags: the flag slice's evaluation counter (its dashboard reads it).
 FLAG_METRICS = frozenset({"app_flags_evaluations_total"})
+# With circuit_breakers: the outbound slice's (its dashboard and alerts read them).
+OUTBOUND_METRICS = frozenset(
+    {
+        "app_outbound_breaker_state",
+        "app_outbound_breaker_transitions_total",
+        "app_outbound_calls_total",
+        "app_outbound_retries_total",
+        "app_outbound_retry_budget_exhausted_total",
+        "app_outbound_call_duration_seconds_bucket",
+        "app_outbound_call_duration_seconds_count",
+        "app_outbound_call_duration_seconds_sum",
+    }
+)
 # Series Prometheus itself writes.
 PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -120,9 +133,11 @@ def render_of(variant: Variant, renders: RenderCache) -> Path:
 
 
 def exported_metrics(project: Path) -> frozenset[str]:
-    """What the render's service exports: the flag counter only when it has the flag slice."""
-    flags = bool(read_answers(project).get("feature_flags"))
-    return SERVICE_METRICS | (FLAG_METRICS if flags else frozenset())
+    """What the render's service exports: each slice's metrics only when it has the slice."""
+    answers = read_answers(project)
+    flags = FLAG_METRICS if answers.get("feature_flags") else frozenset()
+    outbound = OUTBOUND_METRICS if answers.get("circuit_breakers") else frozenset()
+    return SERVICE_METRICS | flags | outbound
 
 
 def tool(name: str) -> str:
@@ -254,7 +269,12 @@ def test_prometheus_scrapes_the_service_as_its_job(variant: Variant, renders: Re
 
 
 def rule_test_files() -> list[str]:
-    return sorted(p.name for p in (TEMPLATE_PROMETHEUS / "tests").glob("*.test.yml"))
+    """The rule unit tests' rendered names (a slice's under a conditional name)."""
+    names = (
+        re.sub(r"\{% if [^%]*%\}(.*)\{% endif %\}", r"\1", p.name)
+        for p in (TEMPLATE_PROMETHEUS / "tests").iterdir()
+    )
+    return sorted(name for name in names if name.endswith(".test.yml"))
 
 
 @pytest.mark.parametrize("test_file", rule_test_files())
@@ -574,6 +594,32 @@ def test_flag_dashboard_comes_with_the_flag_slice(variant: Variant, renders: Ren
             for name in metric_names(substitute_grafana_variables(expr))
         }
         assert read - {"app_build_info"} == FLAG_METRICS, sorted(read)
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_outbound_dashboard_and_alerts_read_the_outbound_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    project = render_of(variant, renders)
+    boards = dashboards(project)
+    read = {
+        name
+        for _, expr in dashboard_queries(boards["outbound.json"])
+        for name in metric_names(substitute_grafana_variables(expr))
+    }
+    assert read <= OUTBOUND_METRICS | {"app_build_info"}, sorted(read - OUTBOUND_METRICS)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert {"AppOutboundBreakerOpen", "AppOutboundRetryBudgetExhausted"} <= alerts
+
+
+def test_a_service_without_circuit_breakers_has_no_outbound_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-outbound", {**BASE_ANSWERS, "circuit_breakers": False})
+    assert "outbound.json" not in dashboards(project)
+    assert not any("Outbound" in rule["alert"] for rule in alerting_rules(project))
+    assert not list((project / "docs/runbooks").glob("AppOutbound*"))
+    assert not (project / "observability/prometheus/tests/outbound.test.yml").exists()
 
 
 @pytest.mark.parametrize("variant", params(VARIANTS))
