@@ -1,8 +1,8 @@
 """Settings of the outbound slice: one section per dependency the service calls.
 
 ``APP_OUTBOUND__DEPENDENCIES__<NAME>__<SETTING>`` sets one, for example
-``APP_OUTBOUND__DEPENDENCIES__ENRICHMENT__BASE_URL=https://enrichment.internal``; a
-dependency named only in the environment gets the defaults below for the rest.
+``APP_OUTBOUND__DEPENDENCIES__ENRICHMENT__BASE_URL=https://enrichment.internal``, and
+gets the defaults below for the rest.
 """
 
 from typing import Self
@@ -77,10 +77,11 @@ class DependencySettings(BaseModel):
 
 
 class OutboundSettings(BaseModel):
-    # The enrichment lookup of the items example; add a section per dependency you call.
-    dependencies: dict[str, DependencySettings] = Field(
-        default_factory=lambda: {"enrichment": DependencySettings()}
-    )
+    # A section per dependency the service calls, by the name its code asks for
+    # (``outbound_client("enrichment")``). One named nowhere is not configured: calls to
+    # it answer 503 at once. Empty by default, as pydantic-settings would replace a
+    # default entry, not merge into it, once the environment names any dependency.
+    dependencies: dict[str, DependencySettings] = {}
     # With Redis: breaker transitions are published on this channel (and kept under this
     # key prefix); None derives "<service>:<environment>:outbound".
     shared_state_prefix: str | None = None
