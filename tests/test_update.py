@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.update, pytest.mark.usefixtures("git_identity")]
 CONFLICT_MARKERS = ("<<<<<<<", ">>>>>>>")
 NOT_PROJECT = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 # Off unless a scenario is about them: the smaller render keeps `make test` short.
-LEAN = {"metrics": False, "tracing": False, "feature_flags": False}
+LEAN = {"metrics": False, "tracing": False, "feature_flags": False, "circuit_breakers": False}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -296,6 +296,28 @@ def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) 
     assert {"items", "feature_flags", "feature_flag_changes"} <= tables
 
 
+def test_update_switching_circuit_breakers_on(template_repo: Path, tmp_path: Path) -> None:
+    """With Redis, so the breaker state is shared: the whole slice arrives and works."""
+    project = generate(template_repo, tmp_path / "svc", redis=True)
+    package = project / "src" / read_answers(project)["package_name"]
+    assert not (package / "outbound").exists()
+    assert "enrichment" not in (package / "items" / "wiring.py").read_text(encoding="utf-8")
+    service, _ = edit_user_code(project)
+
+    switch_on(project, {"circuit_breakers": True})
+
+    assert read_answers(project)["circuit_breakers"] is True
+    assert (package / "outbound" / "breaker.py").is_file()
+    assert (package / "outbound" / "shared_state.py").is_file()
+    assert (package / "items" / "enrichment.py").is_file()
+    assert "outbound_slice" in (package / "main.py").read_text(encoding="utf-8")
+    wiring = module_ast(package / "items" / "wiring.py")
+    assert "enrichment" in relative_imports(wiring)
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+
+
 USER_MODEL = """
 
 class ItemNote(Base):
@@ -381,11 +403,17 @@ def test_feature_branches_and_user_revisions_never_collide(
 
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
-    """A service generated with Redis, metrics, tracing and the built-in flags, with user
-    code, switches them all off: each slice's package, wiring, compose file, settings
+    """A service generated with Redis, metrics, tracing, the built-in flags and outbound
+    calls, with user code, switches them all off: each slice's package, wiring, compose file, settings
     section and tests go, the user's code stays, and the lean service lints, tests and
     migrates."""
-    slices = {"redis": True, "metrics": True, "tracing": True, "feature_flags": True}
+    slices = {
+        "redis": True,
+        "metrics": True,
+        "tracing": True,
+        "feature_flags": True,
+        "circuit_breakers": True,
+    }
     project = generate(template_repo, tmp_path / "svc", **slices)
     package = project / "src" / read_answers(project)["package_name"]
     owned = {
@@ -393,6 +421,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "metrics": [package / "metrics", project / "compose" / "compose.metrics.yaml"],
         "tracing": [package / "tracing", project / "compose" / "compose.tracing.yaml"],
         "feature_flags": [package / "flags", project / "tests" / "fixtures" / "flags.py"],
+        "circuit_breakers": [
+            package / "outbound",
+            package / "items" / "enrichment.py",
+            project / "tests" / "fixtures" / "upstream.py",
+        ],
     }
     for paths in owned.values():
         for path in paths:
@@ -408,7 +441,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
     assert not left, f"files of switched-off slices left behind: {left}"
     assert not (project / "observability").exists()
     main = (package / "main.py").read_text(encoding="utf-8")
-    for name in ("redis_slice", "flags_slice", "metrics_slice", "tracing_slice"):
+    for name in ("redis_slice", "flags_slice", "metrics_slice", "tracing_slice", "outbound_slice"):
         assert name not in main, f"main.py still lists {name}"
     assert set(compose_services(project)) == {"app", "migrate"}
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
