@@ -404,9 +404,9 @@ def test_feature_branches_and_user_revisions_never_collide(
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags and outbound
-    calls, with user code, switches them all off: each slice's package, wiring, compose file, settings
-    section and tests go, the user's code stays, and the lean service lints, tests and
-    migrates."""
+    calls, with user code, switches them all off: each slice's package, wiring, compose
+    file, settings section and tests go, the user's code stays, and the lean service
+    lints, tests and migrates."""
     slices = {
         "redis": True,
         "metrics": True,
