@@ -14,6 +14,9 @@ from .breaker import BreakerState, Transition
 
 logger = structlog.stdlib.get_logger(__name__)
 
+# Reusable: nullcontext keeps no state.
+NO_WRAPPING: AbstractContextManager[None] = nullcontext()
+
 
 class Outcome(enum.StrEnum):
     """How one attempt ended; bounded, so it can label a metric."""
@@ -50,7 +53,7 @@ class Observer:
 
     def call(self, dependency: str, state: BreakerState) -> AbstractContextManager[None]:
         """Wraps a whole call, its retries included."""
-        return nullcontext()
+        return NO_WRAPPING
 
 
 class Observers(Observer):
@@ -58,6 +61,11 @@ class Observers(Observer):
 
     def __init__(self, observers: Sequence[Observer]) -> None:
         self._observers = tuple(observers)
+        # Only the observers that wrap calls (spans): the others would add a context
+        # manager per call that does nothing.
+        self._wrapping = tuple(
+            observer for observer in observers if type(observer).call is not Observer.call
+        )
 
     def attempt_finished(self, dependency: str, outcome: Outcome, seconds: float) -> None:
         for observer in self._observers:
@@ -75,10 +83,17 @@ class Observers(Observer):
         for observer in self._observers:
             observer.transition(transition)
 
+    def call(self, dependency: str, state: BreakerState) -> AbstractContextManager[None]:
+        if not self._wrapping:
+            return NO_WRAPPING
+        if len(self._wrapping) == 1:
+            return self._wrapping[0].call(dependency, state)
+        return self._all_calls(dependency, state)
+
     @contextmanager
-    def call(self, dependency: str, state: BreakerState) -> Iterator[None]:
+    def _all_calls(self, dependency: str, state: BreakerState) -> Iterator[None]:
         with ExitStack() as stack:
-            for observer in self._observers:
+            for observer in self._wrapping:
                 stack.enter_context(observer.call(dependency, state))
             yield
 
