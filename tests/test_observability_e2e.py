@@ -11,7 +11,9 @@ seconds; the expressions are not touched.
 
 After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx; with the built-in
 flag provider also a flag created through the admin API and evaluated through OFREP, plus
-a key no flag has) the test checks through Prometheus's HTTP API that:
+a key no flag has; with outbound calls, the single-process instance also looks each new
+item up in an enrichment service that then fails, so its breaker opens and closes) the
+test checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
@@ -46,6 +48,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -55,6 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,12 @@ MIN_SCRAPES = 5  # scrapes of every instance before the queries
 
 # The instances of the service in the one job: name -> uvicorn worker processes.
 INSTANCES: dict[str, int] = {"single": 1, "workers": 2}
+# With outbound calls, the instance that looks items up in an enrichment service. One
+# process only: the breaker and the fallback's cached answers are per process.
+ENRICHED_INSTANCE = "single"
+ENRICHMENT = "APP_OUTBOUND__DEPENDENCIES__ENRICHMENT__"
+# The breaker opens after two failed attempts of three, and half-opens 0.2 s later.
+ENRICHMENT_SETTINGS = {"BREAKER__MINIMUM_CALLS": "3", "BREAKER__OPEN_SECONDS": "0.2"}
 
 # Grafana's interval variables: the data is less than a minute old, so a minute covers
 # all of it. $__range is the dashboard's own time range.
@@ -291,6 +301,46 @@ class Instance:
         return f"http://{self.address}"
 
 
+class Enrichment:
+    """The enrichment service the single-process instance calls: a JSON object per item,
+    or 503 for the next ``fail_next`` requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures_left = 0
+        enrichment = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with enrichment._lock:
+                    failing = enrichment._failures_left > 0
+                    enrichment._failures_left -= failing
+                body = b'{"colour": "teal"}'
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fail_next(self, requests: int) -> None:
+        with self._lock:
+            self._failures_left = requests
+
+    def __enter__(self) -> Enrichment:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
 class Stack:
     project: Path
@@ -304,6 +354,8 @@ class Stack:
     rule_groups: dict[str, str]  # group name -> the rendered file it comes from
     started: float  # unix time before Prometheus started
     flags: bool  # the built-in flag provider: admin API and OFREP endpoints
+    # The outbound slice: the single-process instance looks items up in ``enrichment``.
+    enrichment: Enrichment | None
 
 
 def _prometheus_config(
@@ -420,6 +472,12 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         **env,
         "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / failing.name}.db",
     }
+    enrichment = Enrichment() if answers.get("circuit_breakers") else None
+    if enrichment is not None:
+        envs[ENRICHED_INSTANCE] |= {
+            f"{ENRICHMENT}BASE_URL": enrichment.url,
+            **{ENRICHMENT + name: value for name, value in ENRICHMENT_SETTINGS.items()},
+        }
     for instance in [*instances, failing]:
         _run([*command, "migrate"], cwd=project, env=envs[instance.name], timeout=120)
     with sqlite3.connect(workdir / f"{failing.name}.db") as database:
@@ -427,6 +485,8 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
     with ExitStack() as processes:
+        if enrichment is not None:
+            processes.enter_context(enrichment)
         waits: list[tuple[str, Callable[[], bool], subprocess.Popen[bytes], Path]] = []
         for instance in [*instances, failing]:
             # Port 0: each binds a free port itself and logs which; no other test's
@@ -477,6 +537,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             rule_groups=groups,
             started=started,
             flags=bool(answers["feature_flags"]) and answers.get("flag_provider") == "builtin",
+            enrichment=enrichment,
         )
 
 
@@ -546,6 +607,28 @@ def _flag_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
     ]
 
 
+def _look_up_enrichment(stack: Stack, instance: Instance, item: str, sent: Sent) -> None:
+    """The new item's enrichment, then the same while the enrichment service fails twice.
+
+    The second lookup fails an attempt, is retried, and fails again: unless the window
+    already holds enough calls, that opens the breaker, the third attempt is refused and
+    the cached answer is served. A pause lets the breaker half-open before the next
+    round, whose first lookup (a new item, nothing cached) is the successful trial. Every
+    panel of the outbound dashboard gets data, and every lookup answers 200.
+    """
+    if stack.enrichment is None or instance.name != ENRICHED_INSTANCE:
+        return
+    url = f"{item}/enrichment"
+    for failures, sources in ((0, {"upstream"}), (2, {"upstream", "cache"})):
+        stack.enrichment.fail_next(failures)
+        reply = _http("GET", url)
+        assert reply.status == 200, f"GET {url}: {reply.status} {reply.body!r}"
+        assert reply.json()["source"] in sources, f"GET {url}: {reply.body!r}"
+        sent[instance.address]["2xx"] += 1
+    stack.enrichment.fail_next(0)
+    time.sleep(float(ENRICHMENT_SETTINGS["BREAKER__OPEN_SECONDS"]) + 0.1)
+
+
 def _drive_traffic(stack: Stack) -> Sent:
     """Healthy traffic: create, read, list, update, delete, and the usual 4xx; no 5xx."""
     auth = {"Authorization": f"Bearer {stack.token}"}
@@ -562,6 +645,7 @@ def _drive_traffic(stack: Stack) -> Sent:
             assert created.status == 201, f"POST {items}: {created.status} {created.body!r}"
             sent[instance.address]["2xx"] += 1
             item = f"{items}/{created.json()['id']}"
+            _look_up_enrichment(stack, instance, item, sent)
             etag = {"If-None-Match": created.headers["etag"]}
             calls: list[Call] = [
                 ("GET", items, None, {}, 200),
