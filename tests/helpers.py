@@ -10,8 +10,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -422,3 +424,50 @@ def _rebased(service: dict[str, Any], folder: Path, project: Path) -> dict[str, 
             source = "./" + Path(resolved).relative_to(project).as_posix()
         mounts.append(f"{source}:{rest}" if rest else source)
     return {**service, "volumes": mounts} if "volumes" in service else service
+
+
+class EnrichmentService:
+    """A stand-in for the enrichment service a render's items look themselves up in
+    (the outbound slice's example): a JSON object for every GET, or 503 for the next
+    ``fail_next`` requests. A context manager: it serves in a thread while entered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures_left = 0
+        enrichment = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with enrichment._lock:
+                    failing = enrichment._failures_left > 0
+                    enrichment._failures_left -= failing
+                body = b'{"colour": "teal"}'
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fail_next(self, requests: int) -> None:
+        with self._lock:
+            self._failures_left = requests
+
+    def start(self) -> None:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> EnrichmentService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

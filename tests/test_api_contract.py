@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import (
+    EnrichmentService,
     RenderCache,
     find_uv,
     project_env,
@@ -110,6 +111,13 @@ def served(
     env = project_env({"APP_DATABASE__URL": database_for(profile, tmp_path)})
     if PROFILES[profile].get("redis"):
         env["APP_REDIS__URL"] = REDIS_URL
+    # With outbound calls, the items' enrichment lookup is on and fuzzed through to a
+    # real service: answered, not the 404 of a lookup that is off.
+    if read_answers(project).get("circuit_breakers"):
+        enrichment = EnrichmentService()
+        enrichment.start()
+        request.addfinalizer(enrichment.stop)
+        env["APP_OUTBOUND__DEPENDENCIES__ENRICHMENT__BASE_URL"] = enrichment.url
     run(project, env, uv, "sync", "--quiet")
     slug = read_answers(project)["project_slug"]
     package = read_answers(project)["package_name"]

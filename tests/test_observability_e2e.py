@@ -48,7 +48,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -58,13 +57,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import RenderCache, find_python, find_uv, locked, project_env, require, run_scratch_dir
+from helpers import (
+    EnrichmentService,
+    RenderCache,
+    find_python,
+    find_uv,
+    locked,
+    project_env,
+    require,
+    run_scratch_dir,
+)
 from matrix import PROFILES, effective_answers
 
 pytestmark = pytest.mark.profile
@@ -301,46 +308,6 @@ class Instance:
         return f"http://{self.address}"
 
 
-class Enrichment:
-    """The enrichment service the single-process instance calls: a JSON object per item,
-    or 503 for the next ``fail_next`` requests."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures_left = 0
-        enrichment = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with enrichment._lock:
-                    failing = enrichment._failures_left > 0
-                    enrichment._failures_left -= failing
-                body = b'{"colour": "teal"}'
-                self.send_response(503 if failing else 200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def fail_next(self, requests: int) -> None:
-        with self._lock:
-            self._failures_left = requests
-
-    def __enter__(self) -> Enrichment:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class Stack:
     project: Path
@@ -355,7 +322,7 @@ class Stack:
     started: float  # unix time before Prometheus started
     flags: bool  # the built-in flag provider: admin API and OFREP endpoints
     # The outbound slice: the single-process instance looks items up in ``enrichment``.
-    enrichment: Enrichment | None
+    enrichment: EnrichmentService | None
 
 
 def _prometheus_config(
@@ -472,7 +439,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         **env,
         "APP_DATABASE__URL": f"sqlite+aiosqlite:///{workdir / failing.name}.db",
     }
-    enrichment = Enrichment() if answers.get("circuit_breakers") else None
+    enrichment = EnrichmentService() if answers.get("circuit_breakers") else None
     if enrichment is not None:
         envs[ENRICHED_INSTANCE] |= {
             f"{ENRICHMENT}BASE_URL": enrichment.url,
