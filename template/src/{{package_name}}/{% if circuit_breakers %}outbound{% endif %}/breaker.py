@@ -137,6 +137,16 @@ class Breaker:
         until = opened_at + timedelta(seconds=self._machine.reset_timeout)
         return max(0.0, (until - datetime.now(UTC)).total_seconds())
 
+    def refusing_for(self) -> float:
+        """Seconds the breaker will go on refusing every call; 0 when it may admit one.
+
+        A check without side effects, for callers that want to skip their own work: an
+        open breaker past its interval still half-opens only in admit().
+        """
+        if self._machine.current_state != pybreaker.STATE_OPEN:
+            return 0.0
+        return self.retry_after_seconds()
+
     def admit(self) -> Permit:
         """A permit to call the dependency, or BreakerOpenError."""
         state = self._machine.current_state

@@ -124,13 +124,17 @@ class OutboundClient:
         """The dependency's response, or DependencyUnavailableError."""
         if self.settings.base_url is None:
             raise DependencyUnavailableError(self.name, "it is not configured", None)
-        request = self._http.build_request(
-            method, url, params=params, headers=headers, json=json, content=content
-        )
-        retried = self.settings.retry.max_attempts > 1 and may_retry(method, request.headers)
-        deadline = time.monotonic() + self.settings.total_timeout_seconds
-        self.budget.record_call()
         with self._observer.call(self.name, self.breaker.state):
+            if (waiting := self.breaker.refusing_for()) > 0:
+                # Refused before anything is built: an open breaker answers in microseconds.
+                self._observer.attempt_finished(self.name, Outcome.REJECTED_BY_BREAKER, 0.0)
+                raise DependencyUnavailableError(self.name, "its circuit breaker is open", waiting)
+            request = self._http.build_request(
+                method, url, params=params, headers=headers, json=json, content=content
+            )
+            retried = self.settings.retry.max_attempts > 1 and may_retry(method, request.headers)
+            deadline = time.monotonic() + self.settings.total_timeout_seconds
+            self.budget.record_call()
             try:
                 try:
                     response = await self._attempt(request, deadline)
