@@ -61,6 +61,14 @@ class Transition:
     remote: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteDecision:
+    """A state another process decided: when its breaker opened, and for how long."""
+
+    opened_at: datetime | None
+    open_seconds: float
+
+
 class BreakerOpenError(Exception):
     """The breaker refused the call; the dependency was not contacted."""
 
@@ -118,7 +126,7 @@ class Breaker:
         self._trials_in_flight = 0
         self._generation = 0
         # Set while a transition heard from another process is applied.
-        self._remote: tuple[datetime, float] | None = None
+        self._remote: RemoteDecision | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -194,13 +202,19 @@ class Breaker:
             self._machine.open()
 
     def force(self, state: BreakerState, opened_at: datetime | None, open_seconds: float) -> None:
-        """Take on a state decided elsewhere (another process); a no-op if already in it."""
-        if state is self.state and state is not BreakerState.OPEN:
-            return
-        if state is BreakerState.OPEN and opened_at is not None:
+        """Take on a state decided elsewhere (another process); a no-op if already in it.
+
+        The transition this makes is marked remote, whatever the state, so that nothing
+        publishes it again: an echo could undo a newer decision of its origin.
+        """
+        if state is BreakerState.OPEN:
+            if opened_at is None:
+                return
             if self.state is BreakerState.OPEN and self._storage.opened_at == opened_at:
                 return
-            self._remote = (opened_at, open_seconds)
+        elif state is self.state:
+            return
+        self._remote = RemoteDecision(opened_at, open_seconds)
         try:
             if state is BreakerState.OPEN:
                 self._machine.open()
@@ -217,9 +231,9 @@ class Breaker:
         self._window.clear()
         remote = self._remote is not None
         if new is BreakerState.OPEN:
-            if self._remote is not None:
-                opened_at, open_seconds = self._remote
-                self._storage.opened_at = opened_at
+            if self._remote is not None and self._remote.opened_at is not None:
+                self._storage.opened_at = self._remote.opened_at
+                open_seconds = self._remote.open_seconds
             elif old is BreakerState.HALF_OPEN:
                 open_seconds = min(
                     self._machine.reset_timeout * self._settings.open_multiplier,

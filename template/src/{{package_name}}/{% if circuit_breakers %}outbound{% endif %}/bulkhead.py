@@ -23,17 +23,20 @@ class Bulkhead:
         self._slots = asyncio.Semaphore(limit)
         self.in_flight = 0
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting at most max_wait_seconds; BulkheadFullError otherwise."""
+    async def acquire(self, within: float | None = None) -> None:
+        """Take a slot, waiting at most max_wait_seconds (and ``within``, the caller's
+        time left); BulkheadFullError otherwise."""
         if not self._slots.locked():
             await self._slots.acquire()  # a free slot: taken without waiting
-        elif self._max_wait == 0:
+            self.in_flight += 1
+            return
+        wait = self._max_wait if within is None else min(self._max_wait, within)
+        if wait <= 0:
             raise BulkheadFullError(self._dependency, self._limit)
-        else:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self._max_wait)
-            except TimeoutError:
-                raise BulkheadFullError(self._dependency, self._limit) from None
+        try:
+            await asyncio.wait_for(self._slots.acquire(), wait)
+        except TimeoutError:
+            raise BulkheadFullError(self._dependency, self._limit) from None
         self.in_flight += 1
 
     def release(self) -> None:

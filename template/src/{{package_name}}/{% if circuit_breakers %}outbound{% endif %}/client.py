@@ -163,10 +163,11 @@ class OutboundClient:
                 raise DependencyUnavailableError(
                     self.name, f"the call failed ({type(error).__name__})", self._retry_after(None)
                 ) from error
-        if _failed_status(response.status_code):
-            raise DependencyUnavailableError(
-                self.name, f"it answered {response.status_code}", self._retry_after(response)
-            )
+            # Inside the call's span, which then records the error.
+            if _failed_status(response.status_code):
+                raise DependencyUnavailableError(
+                    self.name, f"it answered {response.status_code}", self._retry_after(response)
+                )
         return response
 
     async def call(
@@ -198,11 +199,15 @@ class OutboundClient:
         if remaining <= 0:
             raise TimeoutError
         try:
-            await self.bulkhead.acquire()
+            # A wait for a slot counts against the deadline too.
+            await self.bulkhead.acquire(remaining)
         except BulkheadFullError:
             self._observer.attempt_finished(self.name, Outcome.REJECTED_BY_BULKHEAD, 0.0)
             raise
         try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
             try:
                 permit = self.breaker.admit()
             except BreakerOpenError:
@@ -258,6 +263,8 @@ class OutboundClient:
                 return True
             if time.monotonic() + retry_state.upcoming_sleep >= deadline:
                 return True  # a Retry-After beyond the cap is infinite, so it ends here too
+            if self.breaker.refusing_for() > retry_state.upcoming_sleep:
+                return True  # the breaker opened: the retry would be refused, unspent
             if not self.budget.try_spend():
                 self._observer.budget_exhausted(self.name)
                 return True

@@ -7,7 +7,11 @@ gets the defaults below for the rest.
 
 from typing import Self
 
-from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+# A misspelt setting (APP_OUTBOUND__DEPENDENCIES__X__READ_TIMEOUT) stops the service at
+# start-up, naming it, instead of leaving the default silently in place.
+STRICT = ConfigDict(extra="forbid")
 
 
 class BreakerSettings(BaseModel):
@@ -16,7 +20,11 @@ class BreakerSettings(BaseModel):
     The breaker judges the calls of the last ``window_seconds``: once at least
     ``minimum_calls`` were made, it opens when the share of failed calls reaches
     ``failure_rate_threshold`` or the share of slow ones ``slow_call_rate_threshold``.
+    Each process judges its own calls: with several workers, each needs its own
+    ``minimum_calls`` before it opens (and, with Redis, tells the others).
     """
+
+    model_config = STRICT
 
     window_seconds: float = Field(default=10.0, gt=0)
     # Below this many calls in the window, a few failures are not a trend.
@@ -30,7 +38,8 @@ class BreakerSettings(BaseModel):
     open_seconds: float = Field(default=5.0, gt=0)
     open_multiplier: float = Field(default=2.0, ge=1)
     max_open_seconds: float = Field(default=60.0, gt=0)
-    # Calls let through at once to test a half-open dependency; that many successes close it.
+    # Calls let through at once to test a half-open dependency; that many successes close
+    # it. A trial that fails, or succeeds slowly, opens it again.
     half_open_trials: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
@@ -42,6 +51,8 @@ class BreakerSettings(BaseModel):
 
 class RetrySettings(BaseModel):
     """Retries of idempotent calls (or ones carrying an Idempotency-Key)."""
+
+    model_config = STRICT
 
     # Attempts in all, the first included: 1 turns retries off.
     max_attempts: int = Field(default=3, ge=1)
@@ -59,6 +70,8 @@ class RetrySettings(BaseModel):
 
 
 class DependencySettings(BaseModel):
+    model_config = STRICT
+
     # None: the dependency is not configured, and calls to it answer 503 at once.
     base_url: HttpUrl | None = None
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
@@ -77,6 +90,8 @@ class DependencySettings(BaseModel):
 
 
 class OutboundSettings(BaseModel):
+    model_config = STRICT
+
     # A section per dependency the service calls, by the name its code asks for
     # (``outbound_client("enrichment")``). One named nowhere is not configured: calls to
     # it answer 503 at once. Empty by default, as pydantic-settings would replace a
