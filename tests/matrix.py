@@ -165,6 +165,22 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/test_outbound_client.py": lambda a: bool(a["circuit_breakers"]),
     "tests/test_enrichment.py": lambda a: bool(a["circuit_breakers"]),
     "tests/test_outbound_shared_state.py": lambda a: bool(a["circuit_breakers"] and a["redis"]),
+    "docs/outbound.md": lambda a: bool(a["circuit_breakers"]),
+    "docs/runbooks/AppOutboundBreakerOpen.md": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
+    "docs/runbooks/AppOutboundRetryBudgetExhausted.md": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
+    "observability/grafana/dashboards/outbound.json": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
+    "observability/prometheus/rules/outbound.yml": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
+    "observability/prometheus/tests/outbound.test.yml": lambda a: bool(
+        a["circuit_breakers"] and a["metrics"]
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
