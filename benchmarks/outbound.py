@@ -15,7 +15,8 @@ rows taking turns over many rounds, every row inside a sampled span as a route's
   default settings), no observer;
 * the same with the observers the service builds with metrics on (log and Prometheus);
 * the same with tracing's span observer too, under an SDK tracer provider (no exporter);
-* a call refused by an open breaker (``DependencyUnavailableError``, nothing sent);
+* a call refused by an open breaker (``DependencyUnavailableError``, nothing sent), with
+  the log and metrics observers, and with the span observer too;
 * the bare GET and the three client rows again over httpx's in-process transport: no
   network, so the differences are the client's own work without the loopback's noise.
 
@@ -34,7 +35,6 @@ import argparse
 import asyncio
 import cProfile
 import importlib
-import io
 import json
 import os
 import platform
@@ -152,8 +152,17 @@ class Service:
         # Log lines (the breaker forced open below) to stderr: stdout carries the results.
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
         self.settings = settings = settings_module.DependencySettings(base_url=url)
-        names = ("plain", "metered", "spanned", "refusing", "local", "local-metered")
-        attempts = dict.fromkeys((*names, "local-spanned"), settings.retry.max_attempts)
+        names = (
+            "plain",
+            "metered",
+            "spanned",
+            "refusing",
+            "local",
+            "local-metered",
+            "local-spanned",
+            "refusing-spanned",
+        )
+        attempts = dict.fromkeys(names, settings.retry.max_attempts)
         logged = self.observer.LogObserver()
         counted = metrics.MetricsObserver(attempts)
         spanned = tracing.SpanObserver()
@@ -185,7 +194,9 @@ class Service:
         self.metered = outbound("metered", self.metered_observer)
         self.spanned = outbound("spanned", self.spanned_observer)
         self.refusing = outbound("refusing", self.metered_observer)
-        self.refusing.breaker.force(self.breaker.BreakerState.OPEN, datetime.now(UTC), 3600.0)
+        self.refusing_spanned = outbound("refusing-spanned", self.spanned_observer)
+        for refusing in (self.refusing, self.refusing_spanned):
+            refusing.breaker.force(self.breaker.BreakerState.OPEN, datetime.now(UTC), 3600.0)
 
         # The same calls over a transport that answers in process: no socket, no upstream.
         def answer(request: httpx.Request) -> httpx.Response:
@@ -207,39 +218,51 @@ class Service:
     def rows(self) -> list[Row]:
         def bare(client: Any) -> Call:
             async def call() -> bool:
-                return (await client.get(PATH)).status_code == 200
+                response: Any = await client.get(PATH)
+                return bool(response.status_code == 200)
 
             return call
 
         def through(client: Any) -> Call:
             async def call() -> bool:
-                return (await client.request("GET", PATH)).status_code == 200
+                response: Any = await client.request("GET", PATH)
+                return bool(response.status_code == 200)
 
             return call
 
         unavailable = self.client.DependencyUnavailableError
 
-        async def refused() -> bool:
-            try:
-                await self.refusing.request("GET", PATH)
-            except unavailable:
-                return True
-            return False
+        def refused(client: Any) -> Call:
+            async def call() -> bool:
+                try:
+                    await client.request("GET", PATH)
+                except unavailable:
+                    return True
+                return False
 
+            return call
+
+        added, refusal = "added", "refusal"
         return [
             (BARE, bare(self.bare), None, None),
-            ("OutboundClient.request, no observer", through(self.plain), BARE, "added"),
-            ("  with the log + metrics observers", through(self.metered), BARE, "added"),
-            ("  with the log + metrics + span observers", through(self.spanned), BARE, "added"),
-            ("refused by an open breaker (log + metrics)", refused, None, "refusal"),
+            ("OutboundClient.request, no observer", through(self.plain), BARE, added),
+            ("  with the log + metrics observers", through(self.metered), BARE, added),
+            ("  with the log + metrics + span observers", through(self.spanned), BARE, added),
+            ("refused, open breaker (log + metrics)", refused(self.refusing), None, refusal),
+            (
+                "refused, open breaker (log + metrics + span)",
+                refused(self.refusing_spanned),
+                None,
+                refusal,
+            ),
             (IN_PROCESS_BARE, bare(self.local_bare), None, None),
-            ("in process: no observer", through(self.local), IN_PROCESS_BARE, "added"),
-            ("in process: log + metrics", through(self.local_metered), IN_PROCESS_BARE, "added"),
+            ("in process: no observer", through(self.local), IN_PROCESS_BARE, added),
+            ("in process: log + metrics", through(self.local_metered), IN_PROCESS_BARE, added),
             (
                 "in process: log + metrics + span",
                 through(self.local_spanned),
                 IN_PROCESS_BARE,
-                "added",
+                added,
             ),
         ]
 
@@ -248,11 +271,12 @@ class Service:
         for client in self.measured:
             if client.breaker.state is not closed:
                 raise RuntimeError(f"the breaker of {client.name!r} left the closed state")
-        if self.refusing.breaker.state is not self.breaker.BreakerState.OPEN:
-            raise RuntimeError("the forced-open breaker closed during the run")
+        for client in (self.refusing, self.refusing_spanned):
+            if client.breaker.state is not self.breaker.BreakerState.OPEN:
+                raise RuntimeError(f"the forced-open breaker of {client.name!r} closed")
 
     async def aclose(self) -> None:
-        for client in (*self.measured, self.refusing):
+        for client in (*self.measured, self.refusing, self.refusing_spanned):
             await client.aclose()
         await self.bare.aclose()
         await self.local_bare.aclose()
@@ -286,20 +310,61 @@ async def _measure(service: Service, iterations: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _module(filename: str, outbound: str) -> str:
+    """What a profiled function belongs to: a file of the outbound package, or a library."""
+    if filename.startswith(outbound):
+        return "outbound/" + filename.rsplit("/", 1)[-1]
+    for library in ("httpx", "prometheus_client", "pybreaker", "opentelemetry", "structlog"):
+        if f"/{library}/" in filename:
+            return library
+    if "/asyncio/" in filename:
+        return "asyncio/" + filename.rsplit("/", 1)[-1]
+    if filename == "~":
+        return "built-in functions"
+    return "/".join(filename.rsplit("/", 2)[-2:])
+
+
 async def _profile(service: Service) -> dict[str, Any]:
-    """cProfile over in-process calls through the metered client, and its steps timed."""
+    """cProfile over in-process calls, bare and through the metered client; its steps timed."""
     client = service.local_metered
-    profiler = cProfile.Profile()
-    with service.tracer.start_as_current_span("request"):
-        profiler.enable()
-        for _ in range(PROFILED_CALLS):
-            await client.request("GET", PATH)
-        profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(30)
-    print(f"\ncProfile, {PROFILED_CALLS:,} in-process calls (log + metrics):", file=sys.stderr)
-    print(out.getvalue(), file=sys.stderr)
+    outbound = str(Path(str(service.client.__file__)).parent) + os.sep
+    own_time: dict[str, dict[str, float]] = {}
+    for name, call in (
+        ("bare", lambda: service.local_bare.get(PATH)),
+        ("client", lambda: client.request("GET", PATH)),
+    ):
+        profiler = cProfile.Profile()
+        with service.tracer.start_as_current_span("request"):
+            profiler.enable()
+            for _ in range(PROFILED_CALLS):
+                await call()
+            profiler.disable()
+        groups: dict[str, float] = {}
+        stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+        for (filename, _, _), (_, _, own, _, _) in stats.items():
+            group = _module(filename, outbound)
+            groups[group] = groups.get(group, 0.0) + own / PROFILED_CALLS * 1e6
+        own_time[name] = groups
+    print(
+        f"\ncProfile, {PROFILED_CALLS:,} in-process calls each: own time per call by module, "
+        "µs (cProfile inflates every function call; compare the columns):",
+        file=sys.stderr,
+    )
+    print(f"  {'module':<40} {'bare':>7} {'client':>7} {'added':>7}", file=sys.stderr)
+    names = set(own_time["bare"]) | set(own_time["client"])
+    added = {n: own_time["client"].get(n, 0.0) - own_time["bare"].get(n, 0.0) for n in names}
+    for name in sorted(names, key=lambda n: -abs(added[n]))[:18]:
+        print(
+            f"  {name:<40} {own_time['bare'].get(name, 0.0):>7.1f} "
+            f"{own_time['client'].get(name, 0.0):>7.1f} {added[name]:>7.1f}",
+            file=sys.stderr,
+        )
+    total = {k: sum(v.values()) for k, v in own_time.items()}
+    print(
+        f"  {'total':<40} {total['bare']:>7.1f} {total['client']:>7.1f} "
+        f"{total['client'] - total['bare']:>7.1f}",
+        file=sys.stderr,
+    )
 
     # Each step the client adds to an httpx call, timed on its own, as request() runs it.
     observer = service.metered_observer
@@ -379,12 +444,12 @@ async def _profile(service: Service) -> dict[str, Any]:
                 timed[name] += taken
     result = [{"step": name, **_summary(timed[name])} for name, _ in steps]
     print("steps of a call, each timed on its own (median, p99 µs):", file=sys.stderr)
-    for step in result:
+    for row in result:
         print(
-            f"  {step['step']:<52} {step['median_us']:>6.2f} {step['p99_us']:>7.2f}",
+            f"  {row['step']:<52} {row['median_us']:>6.2f} {row['p99_us']:>7.2f}",
             file=sys.stderr,
         )
-    return {"steps": result, "cprofile": out.getvalue()}
+    return {"steps": result, "cprofile_own_us": own_time}
 
 
 async def _run(package: str, iterations: int, url: str, profile: bool) -> dict[str, Any]:
@@ -447,7 +512,7 @@ def report(result: dict[str, Any], iterations: int) -> str:
         f"{iterations:,} calls per row, each timed on its own (warm-up {WARMUP:,} per round), "
         f"the rows taking turns over {ROUNDS} rounds; upstream on loopback, keep-alive",
         "",
-        f"{'row':<46} {'median µs':>10} {'p99 µs':>8} {'mean µs':>8} {'× bare':>7} "
+        f"{'row':<46} {'median µs':>10} {'p99 µs':>8} {'mean µs':>8} {'vs bare':>7} "
         f"{'added µs':>9}  goal",
     ]
     medians = {r["row"]: r["median_us"] for r in rows}
