@@ -221,7 +221,8 @@ class OutboundClient:
             except (TimeoutError, httpx.TimeoutException):
                 outcome = Outcome.TIMEOUT
                 raise
-            except httpx.TransportError:
+            except Exception:
+                # A refused or reset connection, or an answer httpx could not read.
                 outcome = Outcome.FAILURE
                 raise
             else:
