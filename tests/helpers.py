@@ -338,17 +338,22 @@ PYTEST_VERDICT = re.compile(
     r"^(?:FAILED |ERROR |INTERNALERROR|_{3,} \S.* _{3,}$|=+ .*(?:passed|failed|error|"
     r"Interrupted|no tests ran).* =+$|!+ .* !+$)"
 )
+# pytest's "E   " lines: the assertion and the exception of each failure, which a log-heavy
+# run's tail (library warnings printed at teardown) can push out of view.
+PYTEST_EXPLANATION = re.compile(r"^E {2,}\S")
 
 
 def command_report(result: subprocess.CompletedProcess[str], lines: int = 150) -> str:
     """The command, its exit status, what a pytest run says failed, and the tail of its
     output, for a failure message."""
     output = (result.stdout + "\n" + result.stderr).strip().splitlines()
-    verdict = [line for line in output if PYTEST_VERDICT.match(line)]
+    verdict = [
+        line for line in output if PYTEST_VERDICT.match(line) or PYTEST_EXPLANATION.match(line)
+    ]
     args = result.args if isinstance(result.args, str) else " ".join(map(str, result.args))
     report = f"$ {args} exited {result.returncode}\n"
     if verdict:
-        report += "--- what failed ---\n" + "\n".join(verdict[-40:]) + "\n--- output tail ---\n"
+        report += "--- what failed ---\n" + "\n".join(verdict[-80:]) + "\n--- output tail ---\n"
     return report + "\n".join(output[-lines:])
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import pytest_outcomes, running_in_ci
+from helpers import command_report, pytest_outcomes, running_in_ci
 from matrix import REPO_ROOT
 
 
@@ -52,6 +52,35 @@ CI_SPELLINGS = {
     **dict.fromkeys(["1", "true", "TRUE", "True", "yes", "YES", "Yes"], True),
     **dict.fromkeys(["", "0", "false", "no", "off", "truthy"], False),
 }
+
+
+def test_a_failure_report_keeps_the_assertion_under_a_noisy_tail(tmp_path: Path) -> None:
+    """A failing run whose teardown prints hundreds of lines still shows why it failed."""
+    (tmp_path / "test_noisy.py").write_text(
+        "def test_fails() -> None:\n"
+        "    answered = [503, 503]\n"
+        "    assert len(answered) == 1, (\n"
+        "        'two requests were cut; the log shows one deadline line and no database "
+        "timeout at all'\n"
+        "    )\n\n\n"
+        "def teardown_module() -> None:\n"
+        "    for n in range(400):\n"
+        "        print(f'Task was destroyed but it is pending {n}')\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = command_report(result, lines=20)
+    what_failed = report.split("--- output tail ---")[0]
+    # The short summary line cuts a long message at the terminal's width; the E lines don't.
+    assert "no database timeout at all" in what_failed, report
+    assert "FAILED" in what_failed, report
 
 
 @pytest.mark.parametrize(("value", "is_ci"), CI_SPELLINGS.items())
