@@ -367,6 +367,23 @@ def database_tables(project: Path) -> set[str]:
     return set(listed.split())
 
 
+def add_user_model_and_revision(project: Path) -> Path:
+    """The team's own model and the revision the README has them autogenerate for it
+    (against a database migrated to the template's heads); returns the models module."""
+    answers = read_answers(project)
+    models: Path = project / "src" / answers["package_name"] / "items" / "models.py"
+    text = models.read_text(encoding="utf-8")
+    models.write_text(
+        text.replace("CheckConstraint, String", "CheckConstraint, ForeignKey, String", 1)
+        + USER_MODEL,
+        encoding="utf-8",
+    )
+    run_in(project, answers["project_slug"], "migrate")
+    run_in(project, "alembic", "revision", "--autogenerate", "-m", "add item notes")
+    run_in(project, "ruff", "format", ".")
+    return models
+
+
 def test_feature_branches_and_user_revisions_never_collide(
     template_repo: Path, tmp_path: Path
 ) -> None:
@@ -375,16 +392,7 @@ def test_feature_branches_and_user_revisions_never_collide(
     are a branch of their own, so neither update breaks the user's revision chain."""
     project = generate(template_repo, tmp_path / "svc", feature_flags=False)
     slug = read_answers(project)["project_slug"]
-    models = project / "src" / read_answers(project)["package_name"] / "items" / "models.py"
-    text = models.read_text(encoding="utf-8")
-    models.write_text(
-        text.replace("CheckConstraint, String", "CheckConstraint, ForeignKey, String", 1)
-        + USER_MODEL,
-        encoding="utf-8",
-    )
-    run_in(project, slug, "migrate")
-    run_in(project, "alembic", "revision", "--autogenerate", "-m", "add item notes")
-    run_in(project, "ruff", "format", ".")
+    add_user_model_and_revision(project)
     run_in(project, slug, "migrate")
     commit_all(project, "Item notes")
     assert "item_notes" in database_tables(project)
@@ -511,19 +519,8 @@ def test_update_from_every_release_keeps_user_edits(release: Version, tmp_path: 
     lints, tests and migrates."""
     upcoming = release_and_working_tree(tmp_path / "template-repo", release)
     project = generate_from(tmp_path / "template-repo", str(release), tmp_path / "svc", {})
-    answers = read_answers(project)
-    slug, package = answers["project_slug"], project / "src" / answers["package_name"]
-
-    models = package / "items" / "models.py"
-    text = models.read_text(encoding="utf-8")
-    models.write_text(
-        text.replace("CheckConstraint, String", "CheckConstraint, ForeignKey, String", 1)
-        + USER_MODEL,
-        encoding="utf-8",
-    )
-    run_in(project, slug, "migrate")
-    run_in(project, "alembic", "revision", "--autogenerate", "-m", "add item notes")
-    run_in(project, "ruff", "format", ".")
+    package = project / "src" / read_answers(project)["package_name"]
+    models = add_user_model_and_revision(project)
     env_example = project / ".env.example"
     user_setting = "# Orders team: the partner API we call (set in the deploy's secrets).\n"
     env_example.write_text(env_example.read_text(encoding="utf-8") + user_setting, "utf-8")
