@@ -5,8 +5,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from ..core.auth.dependencies import PrincipalDep, require_roles
 from ..core.auth.principal import Principal
 from ..core.errors import ForbiddenError, PreconditionFailedError, problem_responses
-from ..core.etags import etag_for, if_match_allows, if_none_match_hits
-from .dependencies import ItemDep, ItemServiceDep
+from ..core.etags import etag_for, if_match_allows
+from .dependencies import ItemDep, ItemId, ItemServiceDep
 from .models import Item
 from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
@@ -57,15 +57,27 @@ async def create_item(
     return ItemRead.model_validate(item)
 
 
-@router.get("", responses=problem_responses(422))
-async def list_items(query: Annotated[ItemQuery, Query()], service: ItemServiceDep) -> ItemPage:
-    items, total = await service.list(query)
-    return ItemPage(
-        items=[ItemRead.model_validate(item) for item in items],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
+PAGE_ETAG_HEADER = {
+    "ETag": {"description": "Version of this page's content", "schema": {"type": "string"}}
+}
+
+
+@router.get(
+    "",
+    response_model=ItemPage,
+    responses={
+        200: {"headers": PAGE_ETAG_HEADER},
+        304: {"description": "Not Modified"},
+        **problem_responses(422),
+    },
+)
+async def list_items(
+    query: Annotated[ItemQuery, Query()],
+    service: ItemServiceDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    page = await service.read_page(query)
+    return page.respond(if_none_match)
 
 
 @router.get(
@@ -78,13 +90,10 @@ async def list_items(query: Annotated[ItemQuery, Query()], service: ItemServiceD
     },
 )
 async def get_item(
-    item: ItemDep, response: Response, if_none_match: IfNoneMatch = None
-) -> ItemRead | Response:
-    etag = etag_for(item.version)
-    if if_none_match_hits(if_none_match, etag):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return ItemRead.model_validate(item)
+    item_id: ItemId, service: ItemServiceDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    representation = await service.read(item_id)
+    return representation.respond(if_none_match)
 
 
 @router.patch(

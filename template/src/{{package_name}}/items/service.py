@@ -6,18 +6,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..core.errors import ConflictError, NotFoundError
+from ..core.etags import etag_for
+from ..core.representations import Representation
 from .models import Item
-from .schemas import ItemCreate, ItemQuery, ItemUpdate
+from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
 
 class ItemService:
+    """Reads return rendered representations, so that a cached service (``cached.py``,
+    with the caching slice) can answer them from its cache with the same interface."""
+
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def create(self, data: ItemCreate, *, created_by: str) -> Item:
         item = Item(**data.model_dump(), created_by=created_by)
         self._session.add(item)
-        await self._commit(conflict=f"an item named {data.name!r} already exists")
+        await self._commit(item, conflict=f"an item named {data.name!r} already exists")
         return item
 
     async def get(self, item_id: int) -> Item:
@@ -25,6 +30,22 @@ class ItemService:
         if item is None:
             raise NotFoundError(f"item {item_id} does not exist")
         return item
+
+    async def read(self, item_id: int) -> Representation:
+        """The item as ``GET /items/{id}`` sends it, tagged by its version."""
+        item = await self.get(item_id)
+        return Representation.of(ItemRead.model_validate(item), etag=etag_for(item.version))
+
+    async def read_page(self, query: ItemQuery) -> Representation:
+        """A page of items as ``GET /items`` sends it, tagged by its content."""
+        items, total = await self.list(query)
+        page = ItemPage(
+            items=[ItemRead.model_validate(item) for item in items],
+            total=total,
+            limit=query.limit,
+            offset=query.offset,
+        )
+        return Representation.of(page)
 
     async def list(self, query: ItemQuery) -> tuple[list[Item], int]:
         conditions: list[ColumnElement[bool]] = []
@@ -51,14 +72,15 @@ class ItemService:
     async def update(self, item: Item, changes: ItemUpdate) -> Item:
         for field, value in changes.model_dump(exclude_unset=True).items():
             setattr(item, field, value)
-        await self._commit(conflict=f"an item named {changes.name!r} already exists")
+        await self._commit(item, conflict=f"an item named {changes.name!r} already exists")
         return item
 
     async def delete(self, item: Item) -> None:
         await self._session.delete(item)
-        await self._commit(conflict=f"item {item.id} is still referenced")
+        await self._commit(item, conflict=f"item {item.id} is still referenced")
 
-    async def _commit(self, *, conflict: str) -> None:
+    async def _commit(self, item: Item, *, conflict: str) -> None:
+        """Commits a change to ``item``; every write goes through here."""
         try:
             await self._session.commit()
         except StaleDataError as exc:
@@ -67,3 +89,8 @@ class ItemService:
         except IntegrityError as exc:
             await self._session.rollback()
             raise ConflictError(conflict) from exc
+        await self.committed(item)
+
+    async def committed(self, item: Item) -> None:
+        """Runs after each successful commit that changed ``item``, before the write
+        returns: what a subclass keeps derived from items (a cache) is updated here."""
