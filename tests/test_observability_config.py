@@ -66,6 +66,20 @@ OUTBOUND_METRICS = frozenset(
         "app_outbound_call_duration_seconds_sum",
     }
 )
+CACHING_METRICS = frozenset(
+    {
+        "app_cache_lookups_total",
+        "app_cache_computations_total",
+        "app_cache_computation_seconds_bucket",
+        "app_cache_computation_seconds_count",
+        "app_cache_computation_seconds_sum",
+        "app_cache_evictions_total",
+        "app_cache_invalidations_total",
+        "app_cache_local_entries",
+        "app_cache_local_bytes",
+        "app_cache_available",
+    }
+)
 # Series Prometheus itself writes.
 PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -137,7 +151,8 @@ def exported_metrics(project: Path) -> frozenset[str]:
     answers = read_answers(project)
     flags = FLAG_METRICS if answers.get("feature_flags") else frozenset()
     outbound = OUTBOUND_METRICS if answers.get("circuit_breakers") else frozenset()
-    return SERVICE_METRICS | flags | outbound
+    caching = CACHING_METRICS if answers.get("caching") else frozenset()
+    return SERVICE_METRICS | flags | outbound | caching
 
 
 def tool(name: str) -> str:
@@ -733,3 +748,13 @@ def test_compose_prometheus_keeps_the_slo_window(variant: Variant, renders: Rend
     (retention,) = [c for c in command if c.startswith("--storage.tsdb.retention.time=")]
     days = re.fullmatch(r"--storage\.tsdb\.retention\.time=(\d+)d", retention)
     assert days is not None and int(days[1]) >= 30, f"{retention}: the SLO window is 30 days"
+
+
+def test_a_service_without_caching_has_no_cache_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-caching", {**BASE_ANSWERS, "caching": False})
+    assert "caching.json" not in dashboards(project)
+    assert not any("Cache" in rule["alert"] for rule in alerting_rules(project))
+    assert not list((project / "docs/runbooks").glob("AppCache*"))
+    assert not (project / "observability/prometheus/tests/caching.test.yml").exists()
