@@ -41,6 +41,7 @@ DOMAINS: dict[str, list[Any]] = {
     "feature_flags": [False, True],
     "flag_provider": ["builtin", "flagd", "launchdarkly"],
     "circuit_breakers": [False, True],
+    "caching": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -181,6 +182,22 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/prometheus/tests/outbound.test.yml": lambda a: bool(
         a["circuit_breakers"] and a["metrics"]
     ),
+    "src/{package_name}/caching": lambda a: bool(a["caching"]),
+    "src/{package_name}/caching/metrics.py": lambda a: bool(a["caching"] and a["metrics"]),
+    "src/{package_name}/caching/shared.py": lambda a: bool(a["caching"] and a["redis"]),
+    "src/{package_name}/items/cached.py": lambda a: bool(a["caching"]),
+    "tests/fixtures/caching.py": lambda a: bool(a["caching"]),
+    "tests/test_caching.py": lambda a: bool(a["caching"]),
+    "tests/test_caching_shared.py": lambda a: bool(a["caching"] and a["redis"]),
+    "docs/caching.md": lambda a: bool(a["caching"]),
+    "docs/runbooks/AppCacheLatencyHigh.md": lambda a: bool(a["caching"] and a["metrics"]),
+    "docs/runbooks/AppCacheHitRatioLow.md": lambda a: bool(a["caching"] and a["metrics"]),
+    "docs/runbooks/AppCacheUnavailable.md": lambda a: bool(a["caching"] and a["metrics"]),
+    "observability/grafana/dashboards/caching.json": lambda a: bool(a["caching"] and a["metrics"]),
+    "observability/prometheus/rules/caching.yml": lambda a: bool(a["caching"] and a["metrics"]),
+    "observability/prometheus/tests/caching.test.yml": lambda a: bool(
+        a["caching"] and a["metrics"]
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -303,6 +320,7 @@ PROFILES: dict[str, Answers] = {
         "tracing": False,
         "feature_flags": False,
         "circuit_breakers": False,
+        "caching": False,
     },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
     "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},

@@ -46,7 +46,13 @@ pytestmark = [pytest.mark.update, pytest.mark.usefixtures("git_identity")]
 CONFLICT_MARKERS = ("<<<<<<<", ">>>>>>>")
 NOT_PROJECT = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 # Off unless a scenario is about them: the smaller render keeps `make test` short.
-LEAN = {"metrics": False, "tracing": False, "feature_flags": False, "circuit_breakers": False}
+LEAN = {
+    "metrics": False,
+    "tracing": False,
+    "feature_flags": False,
+    "circuit_breakers": False,
+    "caching": False,
+}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -324,6 +330,28 @@ def test_update_switching_circuit_breakers_on(template_repo: Path, tmp_path: Pat
     check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
 
 
+def test_update_switching_caching_on(template_repo: Path, tmp_path: Path) -> None:
+    """With Redis, so the cache is two-level: the slice arrives, the items read through
+    it, and the user's code in the items service stays."""
+    project = generate(template_repo, tmp_path / "svc", redis=True)
+    package = project / "src" / read_answers(project)["package_name"]
+    assert not (package / "caching").exists()
+    service, _ = edit_user_code(project)
+
+    switch_on(project, {"caching": True})
+
+    assert read_answers(project)["caching"] is True
+    assert (package / "caching" / "cache.py").is_file()
+    assert (package / "caching" / "shared.py").is_file()
+    assert (package / "items" / "cached.py").is_file()
+    assert (project / "tests" / "test_caching_shared.py").is_file()
+    assert "caching_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert "cached" in relative_imports(module_ast(package / "items" / "dependencies.py"))
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+
+
 USER_MODEL = """
 
 class ItemNote(Base):
@@ -417,8 +445,8 @@ def test_feature_branches_and_user_revisions_never_collide(
 
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
-    """A service generated with Redis, metrics, tracing, the built-in flags and outbound
-    calls, with user code, switches them all off: each slice's package, wiring, compose
+    """A service generated with Redis, metrics, tracing, the built-in flags, outbound
+    calls and caching, with user code, switches them all off: each slice's package, wiring, compose
     file, settings section and tests go, the user's code stays, and the lean service
     lints, tests and migrates."""
     slices = {
@@ -427,6 +455,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "tracing": True,
         "feature_flags": True,
         "circuit_breakers": True,
+        "caching": True,
     }
     project = generate(template_repo, tmp_path / "svc", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -439,6 +468,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             package / "outbound",
             package / "items" / "enrichment.py",
             project / "tests" / "fixtures" / "upstream.py",
+        ],
+        "caching": [
+            package / "caching",
+            package / "items" / "cached.py",
+            project / "tests" / "fixtures" / "caching.py",
         ],
     }
     for paths in owned.values():
@@ -455,7 +489,15 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
     assert not left, f"files of switched-off slices left behind: {left}"
     assert not (project / "observability").exists()
     main = (package / "main.py").read_text(encoding="utf-8")
-    for name in ("redis_slice", "flags_slice", "metrics_slice", "tracing_slice", "outbound_slice"):
+    slice_names = (
+        "redis_slice",
+        "flags_slice",
+        "metrics_slice",
+        "tracing_slice",
+        "outbound_slice",
+        "caching_slice",
+    )
+    for name in slice_names:
         assert name not in main, f"main.py still lists {name}"
     assert set(compose_services(project)) == {"app", "migrate"}
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"

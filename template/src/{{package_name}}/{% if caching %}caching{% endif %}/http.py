@@ -1,0 +1,108 @@
+"""HTTP caching headers: what browsers, proxies and CDNs may keep, and how to purge it.
+
+Routes opt in by name with a :class:`CachePolicy`; the middleware adds to their 200 and
+304 answers to GET and HEAD:
+
+* ``Cache-Control: public, max-age=..., s-maxage=..., stale-while-revalidate=...,
+  stale-if-error=...`` (RFC 9111, RFC 5861);
+* ``CDN-Cache-Control`` (RFC 9213), which CDNs read instead of ``Cache-Control``, so the
+  CDN may keep an answer longer than browsers;
+* ``Surrogate-Key`` (Fastly, space-separated) and ``Cache-Tag`` (Cloudflare, Akamai,
+  comma-separated): the cache tags of the answer, so a CDN purge by tag follows a write
+  (see ``purge.py``).
+
+A request carrying ``Authorization`` gets ``private, no-store`` instead, unless its route's
+policy says ``shared_when_authenticated``: a shared cache must never hand one user's
+answer to another. Routes without a policy are left as they are.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PRIVATE = "private, no-store"
+# Answers that may be cached (RFC 9111 section 3 for GET/HEAD with these statuses).
+CACHEABLE_STATUSES = frozenset({200, 304})
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How long each kind of cache may keep a route's answers."""
+
+    # Browsers: 0 makes them revalidate every time (a cheap 304 thanks to the ETag).
+    max_age: int = 0
+    # Shared caches (proxies, CDNs).
+    shared_max_age: int = 60
+    stale_while_revalidate: int = 30
+    stale_if_error: int = 300
+    # The answer's cache tags from the route's path parameters.
+    tags: Callable[[Mapping[str, Any]], Sequence[str]] = field(default=lambda params: ())
+    # Answers to authenticated requests may be shared too (they depend on no user).
+    shared_when_authenticated: bool = False
+
+    def cache_control(self) -> str:
+        return (
+            f"public, max-age={self.max_age}, s-maxage={self.shared_max_age}, "
+            f"stale-while-revalidate={self.stale_while_revalidate}, "
+            f"stale-if-error={self.stale_if_error}"
+        )
+
+    def cdn_cache_control(self) -> str:
+        return (
+            f"max-age={self.shared_max_age}, "
+            f"stale-while-revalidate={self.stale_while_revalidate}, "
+            f"stale-if-error={self.stale_if_error}"
+        )
+
+
+def _authenticated(scope: Scope) -> bool:
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
+class CacheHeadersMiddleware:
+    """Adds the headers of :class:`CachePolicy` to the routes named in ``policies``."""
+
+    def __init__(self, app: ASGIApp, *, policies: Mapping[str, CachePolicy]) -> None:
+        self.app = app
+        self.policies = dict(policies)
+        # Rendered once: the headers of a policy do not change between requests.
+        self._rendered = {
+            name: (policy.cache_control(), policy.cdn_cache_control())
+            for name, policy in self.policies.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._add_headers(scope, message)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _add_headers(self, scope: Scope, message: Message) -> None:
+        headers = MutableHeaders(scope=message)
+        if message["status"] not in CACHEABLE_STATUSES or "cache-control" in headers:
+            return
+        route_name = getattr(scope.get("route"), "name", None)
+        if not isinstance(route_name, str) or route_name not in self.policies:
+            if _authenticated(scope):
+                headers["Cache-Control"] = PRIVATE
+            return
+        policy = self.policies[route_name]
+        if _authenticated(scope) and not policy.shared_when_authenticated:
+            headers["Cache-Control"] = PRIVATE
+            return
+        cache_control, cdn_cache_control = self._rendered[route_name]
+        headers["Cache-Control"] = cache_control
+        headers["CDN-Cache-Control"] = cdn_cache_control
+        tags = policy.tags(scope.get("path_params", {}))
+        if tags:
+            headers["Surrogate-Key"] = " ".join(tags)
+            headers["Cache-Tag"] = ",".join(tags)
