@@ -81,6 +81,14 @@ class ItemService:
 
     async def _commit(self, item: Item, *, conflict: str) -> None:
         """Commits a change to ``item``; every write goes through here."""
+        await self._commit_session(conflict=conflict)
+        await self.committed(item)
+
+    async def committed(self, item: Item) -> None:
+        """Runs after each successful commit that changed ``item``, before the write
+        returns: what a subclass keeps derived from items (a cache) is updated here."""
+
+    async def _commit_session(self, *, conflict: str) -> None:
         try:
             await self._session.commit()
         except StaleDataError as exc:
@@ -89,8 +97,3 @@ class ItemService:
         except IntegrityError as exc:
             await self._session.rollback()
             raise ConflictError(conflict) from exc
-        await self.committed(item)
-
-    async def committed(self, item: Item) -> None:
-        """Runs after each successful commit that changed ``item``, before the write
-        returns: what a subclass keeps derived from items (a cache) is updated here."""

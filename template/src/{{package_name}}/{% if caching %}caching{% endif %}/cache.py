@@ -81,6 +81,9 @@ class Cache:
         # Told of every invalidation (a CDN purge, purge.py).
         self._on_invalidate = on_invalidate
         self._inflight: dict[str, asyncio.Future[Representation]] = {}
+        self._lookups: dict[str, asyncio.Future[tuple[str, object, bool]]] = {}
+        # Counts this process's invalidations (see representation()).
+        self._epoch = 0
         self._available = True
         self._retry_at = 0.0
 
@@ -106,18 +109,18 @@ class Cache:
         ``tags`` name what the value was computed from, for :meth:`invalidate`.
         """
         plain_key = f"{name}:{key}"
+        # Concurrent reads share a lookup or a computation only within one epoch: a read
+        # that starts after an invalidation never joins one that started before it.
+        flight = f"{plain_key}#{self._epoch}"
         if not self.settings.enabled or self._bypassing():
             self._observer.lookup(name, Lookup.BYPASS)
-            return await self._single_flight(plain_key, compute)
+            return await self._single_flight(flight, compute)
         try:
-            async with self._bounded():
-                versioned = await self._versioned(plain_key, tags)
-                in_local = not self.shared or versioned in self.local
-                stored = await self.store.get(versioned)
+            versioned, stored, in_local = await self._lookup(flight, plain_key, tags)
         except self._faults as exc:
             self._fault(exc)
             self._observer.lookup(name, Lookup.BYPASS)
-            return await self._single_flight(plain_key, compute)
+            return await self._single_flight(flight, compute)
         self._recovered()
         entry = decode(stored)
         now = time.time()
@@ -185,6 +188,7 @@ class Cache:
             return True
         if self._on_invalidate is not None:
             self._on_invalidate(tags)
+        self._epoch += 1
         try:
             async with self._bounded():
                 for tag in tags:
@@ -214,6 +218,44 @@ class Cache:
         if self.shared:
             return asyncio.timeout(self.settings.redis_timeout_seconds)
         return nullcontext()
+
+    async def _lookup(
+        self, flight: str, plain_key: str, tags: Sequence[str]
+    ) -> tuple[str, object, bool]:
+        """The entry's key with its tags' generations, what is stored under it, and
+        whether that came from this process; concurrent callers share one Redis lookup."""
+        if not self.shared:
+            versioned = await self._versioned(plain_key, tags)
+            return versioned, await self.store.get(versioned), True
+        pending = self._lookups.get(flight)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _LeaderGoneError:
+                pass
+        future: asyncio.Future[tuple[str, object, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._lookups[flight] = future
+        try:
+            async with self._bounded():
+                versioned = await self._versioned(plain_key, tags)
+                in_local = versioned in self.local
+                found = versioned, await self.store.get(versioned), in_local
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        except BaseException:
+            future.set_exception(_LeaderGoneError())
+            future.exception()
+            raise
+        else:
+            future.set_result(found)
+            return found
+        finally:
+            if self._lookups.get(flight) is future:
+                del self._lookups[flight]
 
     async def _versioned(self, plain_key: str, tags: Sequence[str]) -> str:
         if not tags:
