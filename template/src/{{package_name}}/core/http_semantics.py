@@ -46,11 +46,19 @@ class HeadAsGetMiddleware:
             await self.app(scope, receive, send)
             return
 
+        inner = {**scope, "method": "GET"}
+
         async def send_without_body(message: Message) -> None:
-            if message["type"] == "http.response.body":
+            if message["type"] == "http.response.start":
+                # What the router found goes out too: the middleware outside this one
+                # labels, logs and tags the answer by its route.
+                for found in ("route", "endpoint", "path_params"):
+                    if found in inner:
+                        scope[found] = inner[found]
+            elif message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        await self.app(inner, receive, send_without_body)

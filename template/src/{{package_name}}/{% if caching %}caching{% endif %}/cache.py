@@ -84,6 +84,8 @@ class Cache:
         self._lookups: dict[str, asyncio.Future[tuple[str, object, bool]]] = {}
         # Counts this process's invalidations (see representation()).
         self._epoch = 0
+        # Tags invalidated while Redis was away, invalidated there once it is back.
+        self._unsent: set[str] = set()
         self._available = True
         self._retry_at = 0.0
 
@@ -124,7 +126,7 @@ class Cache:
         self._recovered()
         entry = decode(stored)
         now = time.time()
-        lifetime = ttl or self.settings.ttl_seconds
+        lifetime = self.settings.ttl_seconds if ttl is None else ttl
         if entry is not None and now < entry.fresh_until:
             self._observer.lookup(name, Lookup.LOCAL_HIT if in_local else Lookup.REDIS_HIT)
             if now >= entry.fresh_until - self.settings.early_refresh_seconds:
@@ -186,8 +188,6 @@ class Cache:
         """
         if not tags:
             return True
-        if self._on_invalidate is not None:
-            self._on_invalidate(tags)
         self._epoch += 1
         try:
             async with self._bounded():
@@ -197,19 +197,29 @@ class Cache:
                     )
         except self._faults as exc:
             # Other processes learn of the fault from their own invalidation connection
-            # (and clear their in-process tier); this one forgets what it holds now.
+            # (and clear their in-process tier). This one forgets what it holds and
+            # invalidates the tags in Redis once it answers again, before reading from it:
+            # entries stored there under the old generations would be read back otherwise.
             self._fault(exc)
-            await self.local.clear()
-            return False
-        self._observer.invalidated(Tier.REDIS if self.shared else Tier.LOCAL, len(tags))
-        return True
+            self._unsent.update(tags)
+            self.local.drop_all()
+            sent = False
+        else:
+            self._observer.invalidated(Tier.REDIS if self.shared else Tier.LOCAL, len(tags))
+            sent = True
+        if self._on_invalidate is not None:
+            # After Redis: a CDN refetching at once gets the new value from this process.
+            self._on_invalidate(tags)
+        return sent
 
     async def clear(self) -> None:
-        """Drops every entry and generation of this namespace, in every process."""
+        """Drops every entry and generation of this namespace, in every process.
+
+        Not bounded by the Redis timeout: it scans the whole namespace.
+        """
         if self.shared:
-            async with self._bounded():
-                await self.store.delete_match("*")
-        await self.local.clear()
+            await self.store.delete_match("*")
+        self.local.drop_all()
 
     # -- internals -----------------------------------------------------------------
 
@@ -239,6 +249,7 @@ class Cache:
         self._lookups[flight] = future
         try:
             async with self._bounded():
+                await self._send_unsent()
                 versioned = await self._versioned(plain_key, tags)
                 in_local = versioned in self.local
                 found = versioned, await self.store.get(versioned), in_local
@@ -257,6 +268,19 @@ class Cache:
             if self._lookups.get(flight) is future:
                 del self._lookups[flight]
 
+    async def _send_unsent(self) -> None:
+        """Invalidates in Redis the tags whose invalidation failed (see invalidate())."""
+        while self._unsent:
+            tag = self._unsent.pop()
+            try:
+                await self.store.set(
+                    _generation_key(tag), _new_generation(), expire=GENERATION_SECONDS
+                )
+            except BaseException:
+                self._unsent.add(tag)
+                raise
+            self._observer.invalidated(Tier.REDIS, 1)
+
     async def _versioned(self, plain_key: str, tags: Sequence[str]) -> str:
         if not tags:
             return plain_key
@@ -270,7 +294,7 @@ class Cache:
                     generations[index] = candidate
                     continue
                 # The in-process tier noted the miss; the winner's generation is in Redis.
-                self.local.store.pop(keys[index], None)
+                self.local.discard(keys[index])
                 generations[index] = await self.store.get(keys[index]) or candidate
         suffix = ".".join(
             generation.decode() if isinstance(generation, bytes) else str(generation)
@@ -354,6 +378,8 @@ class Cache:
         return representation
 
     async def _put(self, versioned: str, representation: Representation, lifetime: float) -> None:
+        if self._bypassing():
+            return
         now = time.time()
         stale = self.settings.stale_if_error_seconds
         entry = Entry(representation, now + lifetime, now + lifetime + stale)
@@ -365,6 +391,8 @@ class Cache:
         self._observer.local_size(len(self.local.store), self.local.bytes)
 
     async def _lock(self, lock: str, token: str) -> bool:
+        if self._bypassing():
+            return True
         try:
             async with self._bounded():
                 return bool(await self.store.set_lock(lock, token, self.settings.lock_seconds))
@@ -373,6 +401,8 @@ class Cache:
             return True
 
     async def _unlock(self, lock: str, token: str) -> None:
+        if self._bypassing():
+            return
         try:
             async with self._bounded():
                 await self.store.unlock(lock, token)
@@ -383,7 +413,7 @@ class Cache:
         """Another process computes ``versioned``: its entry, once stored and fresh, or
         None when it gave up (its lock is gone) or took longer than ``lock_seconds``."""
         deadline = time.monotonic() + self.settings.lock_seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._bypassing():
             await asyncio.sleep(WAIT_STEP_SECONDS)
             try:
                 async with self._bounded():
@@ -417,11 +447,9 @@ class Cache:
         self._available = True
         logger.info("cache available again; in-process tier cleared")
         self._observer.available(True)
-        # Writes made while Redis was away reached no process: what this one holds may be
-        # out of date. The event loop runs nothing else between these lines and the next
-        # await, so no read sees a half-cleared tier.
-        self.local.store.clear()
-        self.local.bytes = 0
+        # Writes made while Redis was away reached no other process: what this one holds
+        # may be out of date.
+        self.local.drop_all()
 
 
 def _generation_key(tag: str) -> str:

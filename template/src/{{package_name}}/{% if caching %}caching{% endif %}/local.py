@@ -41,6 +41,36 @@ class BoundedMemory(Memory):
     def __contains__(self, key: str) -> bool:
         return key in self.store
 
+    def hold(self, key: str, value: Any) -> None:
+        """Keeps ``value`` under ``key`` with no expiry of its own."""
+        self._set(key, value)
+
+    def holds(self, key: str, value: Any) -> bool:
+        """Whether ``key`` still holds this very object (not an equal one)."""
+        stored = self.store.get(key)
+        return stored is not None and stored[1] is value
+
+    def discard(self, key: str) -> None:
+        """Forgets ``key``, if held; not counted as an invalidation."""
+        stored = self.store.pop(key, None)
+        if stored is not None:
+            self.bytes -= _weight(key, stored[1])
+
+    def invalidate(self, key: str) -> None:
+        """Drops ``key`` because it changed elsewhere (counted when it was held)."""
+        stored = self.store.pop(key, None)
+        if stored is not None:
+            self.bytes -= _weight(key, stored[1])
+            self._on_invalidate(1)
+
+    def drop_all(self) -> None:
+        """Drops every entry at once, as invalidations that may have been missed."""
+        dropped = len(self.store)
+        self.store.clear()
+        self.bytes = 0
+        if dropped:
+            self._on_invalidate(dropped)
+
     def _set(self, key: str, value: Any, expire: float | None = None) -> None:
         expire_at = time.time() + expire if expire else None
         previous = self.store.pop(key, None)
@@ -64,13 +94,6 @@ class BoundedMemory(Memory):
             return False
         self.bytes -= _weight(key, stored[1])
         return await super()._delete(key)
-
-    async def delete(self, key: str) -> bool:
-        # Called by the Redis tier when another process changed the key.
-        deleted = await self._delete(key)
-        if deleted:
-            self._on_invalidate(1)
-        return deleted
 
     async def clear(self) -> None:
         dropped = len(self.store)
