@@ -67,7 +67,7 @@ PAGE_ETAG_HEADER = {
     response_model=ItemPage,
     responses={
         200: {"headers": PAGE_ETAG_HEADER},
-        304: {"description": "Not Modified"},
+        304: {"description": "Not Modified", "headers": PAGE_ETAG_HEADER},
         **problem_responses(422),
     },
 )
@@ -85,7 +85,7 @@ async def list_items(
     response_model=ItemRead,
     responses={
         200: {"headers": ETAG_HEADER},
-        304: {"description": "Not Modified"},
+        304: {"description": "Not Modified", "headers": ETAG_HEADER},
         **problem_responses(404, 422),
     },
 )

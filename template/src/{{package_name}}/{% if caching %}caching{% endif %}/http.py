@@ -16,14 +16,25 @@ policy says ``shared_when_authenticated``: a shared cache must never hand one us
 answer to another. Routes without a policy are left as they are.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PRIVATE = "private, no-store"
+# How the OpenAPI document describes the headers a policy adds.
+DOCUMENTED_HEADERS = {
+    "Cache-Control": "How long browsers and shared caches may keep this answer; "
+    "private, no-store for authenticated requests",
+    "CDN-Cache-Control": "How long a CDN may keep this answer (RFC 9213)",
+    "Surrogate-Key": "The answer's cache tags, space-separated, to purge a CDN by",
+    "Cache-Tag": "The answer's cache tags, comma-separated, to purge a CDN by",
+}
 # Answers that may be cached (RFC 9111 section 3 for GET/HEAD with these statuses).
 CACHEABLE_STATUSES = frozenset({200, 304})
 
@@ -106,3 +117,26 @@ class CacheHeadersMiddleware:
         if tags:
             headers["Surrogate-Key"] = " ".join(tags)
             headers["Cache-Tag"] = ",".join(tags)
+
+
+def document_policies(
+    app: FastAPI, routes: Iterable[BaseRoute], policies: Mapping[str, CachePolicy]
+) -> None:
+    """Adds the headers the policies send to the 200 and 304 of ``routes`` (a router's:
+    the app holds included routers, not their routes) in the OpenAPI document, so that it
+    describes what the service answers."""
+    headers = {
+        name: {"description": description, "schema": {"type": "string"}}
+        for name, description in DOCUMENTED_HEADERS.items()
+    }
+    for route in routes:
+        if not isinstance(route, APIRoute) or route.name not in policies:
+            continue
+        # Copies: routes may share their response descriptions (the items' ETag header).
+        responses = dict(route.responses)
+        for status in (200, 304):
+            response = dict(responses.get(status, {}))
+            response["headers"] = {**response.get("headers", {}), **headers}
+            responses[status] = response
+        route.responses = responses
+    app.openapi_schema = None
