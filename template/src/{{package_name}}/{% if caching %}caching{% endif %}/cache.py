@@ -237,36 +237,15 @@ class Cache:
         if not self.shared:
             versioned = await self._versioned(plain_key, tags)
             return versioned, await self.store.get(versioned), True
-        pending = self._lookups.get(flight)
-        if pending is not None:
-            try:
-                return await asyncio.shield(pending)
-            except _LeaderGoneError:
-                pass
-        future: asyncio.Future[tuple[str, object, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._lookups[flight] = future
-        try:
+
+        async def lookup() -> tuple[str, object, bool]:
             async with self._bounded():
                 await self._send_unsent()
                 versioned = await self._versioned(plain_key, tags)
                 in_local = versioned in self.local
-                found = versioned, await self.store.get(versioned), in_local
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        except BaseException:
-            future.set_exception(_LeaderGoneError())
-            future.exception()
-            raise
-        else:
-            future.set_result(found)
-            return found
-        finally:
-            if self._lookups.get(flight) is future:
-                del self._lookups[flight]
+                return versioned, await self.store.get(versioned), in_local
+
+        return await self._shared(self._lookups, flight, lookup)
 
     async def _send_unsent(self) -> None:
         """Invalidates in Redis the tags whose invalidation failed (see invalidate())."""
@@ -304,16 +283,25 @@ class Cache:
 
     async def _single_flight(self, key: str, compute: Compute) -> Representation:
         """One computation per key in this process; concurrent callers share its result."""
-        pending = self._inflight.get(key)
+        return await self._shared(self._inflight, key, compute)
+
+    async def _shared(
+        self, flights: dict[str, asyncio.Future[T]], key: str, work: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``work()``'s result, shared with every caller that asks for ``key`` meanwhile.
+
+        A caller whose leader was cancelled (its request ended) does the work itself.
+        """
+        pending = flights.get(key)
         if pending is not None:
             try:
                 return await asyncio.shield(pending)
             except _LeaderGoneError:
                 pass
-        future: asyncio.Future[Representation] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        flights[key] = future
         try:
-            result = await compute()
+            result = await work()
         except Exception as exc:
             future.set_exception(exc)
             raise
@@ -324,8 +312,8 @@ class Cache:
             future.set_result(result)
             return result
         finally:
-            if self._inflight.get(key) is future:
-                del self._inflight[key]
+            if flights.get(key) is future:
+                del flights[key]
             if future.done() and not future.cancelled():
                 # Marks the exception retrieved: no "never retrieved" log without waiters.
                 future.exception()
