@@ -189,6 +189,19 @@ class Cache:
         if not tags:
             return True
         self._epoch += 1
+        if self._bypassing():
+            # Redis is known to be away: no write waits for its timeout again.
+            self._unsent.update(tags)
+            self.local.drop_all()
+            sent = False
+        else:
+            sent = await self._send(tags)
+        if self._on_invalidate is not None:
+            # After Redis: a CDN refetching at once gets the new value from this process.
+            self._on_invalidate(tags)
+        return sent
+
+    async def _send(self, tags: Sequence[str]) -> bool:
         try:
             async with self._bounded():
                 for tag in tags:
@@ -203,14 +216,9 @@ class Cache:
             self._fault(exc)
             self._unsent.update(tags)
             self.local.drop_all()
-            sent = False
-        else:
-            self._observer.invalidated(Tier.REDIS if self.shared else Tier.LOCAL, len(tags))
-            sent = True
-        if self._on_invalidate is not None:
-            # After Redis: a CDN refetching at once gets the new value from this process.
-            self._on_invalidate(tags)
-        return sent
+            return False
+        self._observer.invalidated(Tier.REDIS if self.shared else Tier.LOCAL, len(tags))
+        return True
 
     async def clear(self) -> None:
         """Drops every entry and generation of this namespace, in every process.
