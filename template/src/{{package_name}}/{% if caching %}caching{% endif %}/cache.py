@@ -196,6 +196,9 @@ class Cache:
             sent = False
         else:
             sent = await self._send(tags)
+        # Again: a lookup that started while the generations were being replaced may
+        # have read the old ones, and no read that starts after this returns may join it.
+        self._epoch += 1
         if self._on_invalidate is not None:
             # After Redis: a CDN refetching at once gets the new value from this process.
             self._on_invalidate(tags)
