@@ -208,9 +208,7 @@ class Cache:
         try:
             async with self._bounded():
                 for tag in tags:
-                    await self.store.set(
-                        _generation_key(tag), _new_generation(), expire=GENERATION_SECONDS
-                    )
+                    await self._replace_generation(tag)
         except self._faults as exc:
             # Other processes learn of the fault from their own invalidation connection
             # (and clear their in-process tier). This one forgets what it holds and
@@ -263,13 +261,14 @@ class Cache:
         while self._unsent:
             tag = self._unsent.pop()
             try:
-                await self.store.set(
-                    _generation_key(tag), _new_generation(), expire=GENERATION_SECONDS
-                )
+                await self._replace_generation(tag)
             except BaseException:
                 self._unsent.add(tag)
                 raise
             self._observer.invalidated(Tier.REDIS, 1)
+
+    async def _replace_generation(self, tag: str) -> None:
+        await self.store.set(_generation_key(tag), _new_generation(), expire=GENERATION_SECONDS)
 
     async def _versioned(self, plain_key: str, tags: Sequence[str]) -> str:
         if not tags:
@@ -339,11 +338,7 @@ class Cache:
             if waited is not None:
                 return waited.representation
         try:
-            started = time.perf_counter()
-            representation = await compute()
-            self._observer.computed(name, time.perf_counter() - started)
-            await self._put(versioned, representation, lifetime)
-            return representation
+            return await self._recompute(name, versioned, compute, lifetime)
         finally:
             if self.shared:
                 await self._unlock(lock, token)
@@ -370,6 +365,7 @@ class Cache:
     async def _recompute(
         self, name: str, versioned: str, compute: Compute, lifetime: float
     ) -> Representation:
+        """Computes the value, times it and stores it, whoever holds the lock."""
         started = time.perf_counter()
         representation = await compute()
         self._observer.computed(name, time.perf_counter() - started)
