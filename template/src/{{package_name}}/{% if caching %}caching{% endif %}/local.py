@@ -50,17 +50,17 @@ class BoundedMemory(Memory):
         stored = self.store.get(key)
         return stored is not None and stored[1] is value
 
-    def discard(self, key: str) -> None:
-        """Forgets ``key``, if held; not counted as an invalidation."""
+    def discard(self, key: str) -> bool:
+        """Forgets ``key``; whether it was held. Not counted as an invalidation."""
         stored = self.store.pop(key, None)
-        if stored is not None:
-            self.bytes -= _weight(key, stored[1])
+        if stored is None:
+            return False
+        self.bytes -= _weight(key, stored[1])
+        return True
 
     def invalidate(self, key: str) -> None:
         """Drops ``key`` because it changed elsewhere (counted when it was held)."""
-        stored = self.store.pop(key, None)
-        if stored is not None:
-            self.bytes -= _weight(key, stored[1])
+        if self.discard(key):
             self._on_invalidate(1)
 
     def drop_all(self) -> None:
@@ -96,8 +96,5 @@ class BoundedMemory(Memory):
         return await super()._delete(key)
 
     async def clear(self) -> None:
-        dropped = len(self.store)
-        await super().clear()
-        self.bytes = 0
-        if dropped:
-            self._on_invalidate(dropped)
+        # cashews' own callers (its client-side backend) clear through here.
+        self.drop_all()
