@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .. import SERVICE_NAME
 from .auth.dependencies import auth_lifespan
@@ -83,6 +84,16 @@ def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ())
         allowed_hosts=settings.server.allowed_hosts,
         any_host_paths=tuple(settings.server.any_host_paths),
     )
+    for entry in reversed([entry for part in parts for entry in part.edge_middleware]):
+        app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
+    if settings.server.trusted_proxies:
+        # The client's address and scheme from X-Forwarded-For and X-Forwarded-Proto, when
+        # (and only when) the connection comes from a proxy the settings name. In the app,
+        # not in uvicorn, so tests see what a served process does.
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.server.trusted_proxies],
+        )
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

@@ -211,7 +211,7 @@ class RejectNulMiddleware:
         fields = _nul_outside_body(scope)
         if not fields and _is_json(scope):
             try:
-                body, receive = await _read_body(receive)
+                body, receive = await read_body(receive)
             except HTTPException as exc:  # the size limit, while the body streams in
                 response = problem_response(exc.status_code, exc.detail, instance=scope["path"])
                 await response(scope, receive, send)
@@ -227,7 +227,7 @@ class RejectNulMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
     """The whole request body, and a ``receive`` that hands it to the route once more."""
     chunks = []
     while True:

@@ -54,6 +54,10 @@ class Slice:
     # Runs inside the access log, the request deadline and the body limit, and sees each
     # request as its handler will; first listed, first to see the request.
     middleware: tuple[Middleware, ...] = ()
+    # Runs right inside the access log, before the host check, the deadline and the body
+    # limit, and sees every response last: for refusing requests before any of their body
+    # is read, and for headers every answer carries (request protection).
+    edge_middleware: tuple[Middleware, ...] = ()
     # structlog processors adding fields to every log line (trace ids).
     log_processors: tuple[Processor, ...] = ()
     # Handlers receiving every rendered log line besides stdout (an OTLP exporter).

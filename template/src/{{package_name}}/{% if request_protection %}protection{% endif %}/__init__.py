@@ -1,0 +1,1 @@
+"""Request protection: rate limits, request filters, abuse limits, security headers."""

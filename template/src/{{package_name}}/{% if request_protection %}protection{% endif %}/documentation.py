@@ -1,0 +1,91 @@
+"""What the slice changes in the OpenAPI document, and whether the docs are served."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.routing import BaseRoute, Mount, Route
+
+from ..core.errors import PROBLEM_CONTENT_TYPE
+from .settings import ProtectionSettings
+
+_PROBLEM = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "description": 'The rate limits applied: "name";q=<quota>;w=<window seconds>',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'Where each stands: "name";r=<remaining>;t=<seconds to reset>',
+        "schema": {"type": "string"},
+    },
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+# Refusals any operation can receive: the deny rules, the URL and header limits.
+_EVERY_OPERATION = {
+    "403": "Refused by a deny rule",
+    "414": "The URL is too long",
+    "431": "Too many or too large header fields",
+}
+# Refusals of the body: its media type, its shape and how long it took to arrive.
+_WITH_BODY = {
+    "408": "The body did not arrive in time",
+    "415": "The body's media type is not accepted",
+}
+
+
+def document_protection(app: FastAPI, settings: ProtectionSettings) -> None:
+    """Declares the refusals and the RateLimit headers on every operation."""
+    generate = app.openapi
+    exempt = tuple(settings.rate_limits.exempt_paths)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                _declare(operation, limited=not path.startswith(exempt))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare(operation: dict[str, Any], *, limited: bool) -> None:
+    responses = operation.setdefault("responses", {})
+    refusals = dict(_EVERY_OPERATION)
+    if "requestBody" in operation:
+        refusals.update(_WITH_BODY)
+    for status, description in refusals.items():
+        responses.setdefault(status, {"description": description, "content": _PROBLEM})
+    # Too many requests in progress from one client: every operation, limited or not.
+    responses.setdefault(
+        "429",
+        {"description": "Too many requests", "headers": _RETRY_AFTER, "content": _PROBLEM},
+    )
+    if not limited:
+        return
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response["headers"] = {**response.get("headers", {}), **_RATE_LIMIT_HEADERS}
+
+
+def docs_enabled(app: FastAPI, settings: ProtectionSettings) -> bool:
+    if settings.api_docs is not None:
+        return settings.api_docs
+    return bool(app.state.settings.environment != "production")
+
+
+def remove_docs(app: FastAPI) -> None:
+    """Takes /docs, /redoc, /openapi.json and the docs' assets off the application."""
+    paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+
+    def is_docs(route: BaseRoute) -> bool:
+        if isinstance(route, Route) and route.path in paths:
+            return True
+        return isinstance(route, Mount) and route.path.startswith("/docs")
+
+    app.router.routes = [route for route in app.router.routes if not is_docs(route)]
+    app.docs_url = app.redoc_url = app.openapi_url = None

@@ -1,0 +1,339 @@
+"""The protection slice's ASGI middleware.
+
+:class:`ProtectionMiddleware` sits at the edge (right inside the access log): it refuses
+what it can from the request line and headers alone, before any body is read, counts the
+request against the default rate limit, bounds how long the body may take, and adds the
+security and RateLimit headers to every answer. :class:`JsonLimitsMiddleware` sits with
+the other slices' middleware, inside the body limit, and checks the shape of JSON bodies.
+"""
+
+import hmac
+import ipaddress
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import structlog
+from fastapi import Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.auth.dependencies import verify_request_token
+from ..core.auth.principal import Principal
+from ..core.errors import ProblemError, problem_response
+from ..core.middleware import read_body
+from .anomaly import matched_rules
+from .filters import Refusal, RequestFilters, json_refusal
+from .headers import SecurityHeaders, docs_policy
+from .limiter import Decision, Quota, RateLimiter, policy_header_values, quotas
+from .observer import ProtectionObserver
+from .rules import RuleSet
+from .settings import ProtectionSettings
+
+logger = structlog.stdlib.get_logger(__name__)
+
+# The rate limit decisions made for a request, in its scope: the edge's and its route's.
+DECISIONS = "protection.decisions"
+
+
+class Protection:
+    """Everything the middleware and the route limits decide with, on ``app.state``."""
+
+    def __init__(
+        self,
+        settings: ProtectionSettings,
+        limiter: RateLimiter,
+        observer: ProtectionObserver,
+        docs_paths: frozenset[str],
+    ) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        self.observer = observer
+        self.filters = RequestFilters(settings.filters)
+        self.rules = RuleSet(settings.deny, settings.rules_file)
+        self.headers = SecurityHeaders(settings.headers)
+        self.default_quotas = quotas("default", settings.rate_limits.default)
+        self.docs_paths = docs_paths
+        self.docs_policies: dict[str, bytes] = {}
+        self.in_progress: Counter[str] = Counter()
+        limits = settings.rate_limits
+        self.exempt_paths = tuple(limits.exempt_paths)
+        self.exempt_roles = frozenset(limits.exempt_roles)
+        private = settings.private
+        self.private_paths = tuple(private.paths)
+        self.private_token = (
+            f"Bearer {private.token.get_secret_value()}".encode()
+            if private.token is not None
+            else None
+        )
+
+    def refuse(self, scope: Scope, refusal: Refusal) -> ASGIApp:
+        self.observer.refused(refusal.reason)
+        logger.warning(
+            "request refused",
+            reason=refusal.reason,
+            status=refusal.status,
+            client=client_address(scope),
+            detail=refusal.detail,
+        )
+        return problem_response(
+            refusal.status, refusal.detail, instance=scope["path"], headers=refusal.headers
+        )
+
+    async def rate_limit_key(self, scope: Scope) -> tuple[str, bool]:
+        """The key requests are counted under (``user:<subject>`` or ``client:<ip>``),
+        and whether the caller is exempt by role."""
+        principal = await _principal(scope)
+        if principal is None:
+            return f"client:{client_address(scope)}", False
+        return f"user:{principal.subject}", bool(self.exempt_roles & principal.roles)
+
+    async def limit(
+        self, scope: Scope, policy: str, policy_quotas: tuple[Quota, ...], key: str
+    ) -> Refusal | None:
+        decision = await self.limiter.decide(policy, policy_quotas, key)
+        scope.setdefault(DECISIONS, []).append(decision)
+        if decision.allowed:
+            return None
+        if decision.outage:
+            return Refusal(
+                503,
+                "limiter_outage",
+                "rate limits cannot be checked; retry later",
+                {"Retry-After": str(max(1, int(self.settings.rate_limits.outage_retry_seconds)))},
+            )
+        quota = decision.refused_by or policy_quotas[0]
+        return Refusal(
+            429,
+            "rate_limit",
+            f"rate limit {quota.name} ({quota.item.amount} per {quota.window_seconds} s) exceeded",
+            {"Retry-After": str(decision.retry_after)},
+        )
+
+    def private_allowed(self, scope: Scope) -> bool:
+        private = self.settings.private
+        if not private.clients and self.private_token is None:
+            return True
+        if self.private_token is not None:
+            for name, value in scope["headers"]:
+                if name == b"authorization" and hmac.compare_digest(value, self.private_token):
+                    return True
+        client = client_address(scope)
+        if not private.clients or client is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in private.clients)
+
+    @contextmanager
+    def counted_in_progress(self, client: str) -> Iterator[bool]:
+        """Counts a request of ``client`` while it runs; yields whether it is within the
+        cap."""
+        self.in_progress[client] += 1
+        try:
+            yield self.in_progress[client] <= self.settings.abuse.max_concurrent_per_client
+        finally:
+            self.in_progress[client] -= 1
+            if not self.in_progress[client]:
+                del self.in_progress[client]
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's address: the peer's, or the one trusted proxies forwarded."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _principal(scope: Scope) -> Principal | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                return None
+            try:
+                # Verified once per request: the route's own authentication reuses it.
+                return await verify_request_token(Request(scope), token.strip())
+            except ProblemError:
+                return None  # the route answers 401 if it needs a token
+    return None
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == wanted:
+            return value.decode("latin-1")
+    return ""
+
+
+class ProtectionMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        protection: Protection = scope["app"].state.protection
+        path: str = scope["path"]
+        docs_page = path in protection.docs_paths
+        send = _with_headers(protection, scope, send, docs_page)
+        refusal = self._screen(protection, scope)
+        if refusal is not None:
+            await protection.refuse(scope, refusal)(scope, receive, send)
+            return
+        client = client_address(scope) or "unknown"
+        with protection.counted_in_progress(client) as within_cap:
+            if not within_cap:
+                refusal = Refusal(
+                    429,
+                    "concurrency",
+                    f"more than {protection.settings.abuse.max_concurrent_per_client} "
+                    "requests in progress from this client",
+                    {"Retry-After": "1"},
+                )
+            elif protection.settings.rate_limits.enabled and not path.startswith(
+                protection.exempt_paths
+            ):
+                key, exempt = await protection.rate_limit_key(scope)
+                if not exempt:
+                    refusal = await protection.limit(
+                        scope, "default", protection.default_quotas, key
+                    )
+            if refusal is not None:
+                await protection.refuse(scope, refusal)(scope, receive, send)
+                return
+            await self.app(scope, _body_within(protection, scope, receive), send)
+
+    def _screen(self, protection: Protection, scope: Scope) -> Refusal | None:
+        """What the request line and headers alone say against the request."""
+        path: str = scope["path"]
+        if path.startswith(protection.private_paths) and not protection.private_allowed(scope):
+            return Refusal(404, "private_path", "not found")
+        refusal = protection.filters.check(scope)
+        if refusal is not None:
+            return refusal
+        user_agent = _header(scope, b"user-agent")
+        matched = protection.rules.current().match(client_address(scope), user_agent, path)
+        if matched is not None:
+            return Refusal(403, "deny_rule", f"refused by a deny rule on the {matched}")
+        if not protection.settings.anomaly_scoring:
+            return None
+        rules = matched_rules(scope, user_agent)
+        if not rules:
+            return None
+        score = sum(rule.score for rule in rules)
+        for rule in rules:
+            protection.observer.anomaly(rule.name)
+        logger.warning(
+            "anomalous request",
+            score=score,
+            rules=[rule.name for rule in rules],
+            client=client_address(scope),
+        )
+        block = protection.settings.block_anomaly_score
+        if block is not None and score >= block:
+            return Refusal(403, "anomaly", "refused as anomalous")
+        return None
+
+
+def _with_headers(protection: Protection, scope: Scope, send: Send, docs_page: bool) -> Send:
+    """``send`` adding the security headers, and the RateLimit headers of the decisions
+    made for the request, to the response."""
+    path: str = scope["path"]
+    held: Message | None = None
+    page: list[bytes] = []
+
+    async def send_with_headers(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers += _rate_limit_headers(scope.get(DECISIONS, ()))
+            if docs_page and path not in protection.docs_policies:
+                # The first time a docs page is served, its policy comes from its body.
+                held = {**message, "headers": headers}
+                return
+            policy = protection.docs_policies.get(path) if docs_page else None
+            message = {
+                **message,
+                "headers": protection.headers.for_response(scope["scheme"], headers, policy),
+            }
+        elif held is not None and message["type"] == "http.response.body":
+            page.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(page)
+            policy = protection.docs_policies.setdefault(path, docs_policy(body))
+            start = {
+                **held,
+                "headers": protection.headers.for_response(
+                    scope["scheme"], held["headers"], policy
+                ),
+            }
+            held = None
+            await send(start)
+            message = {"type": "http.response.body", "body": body}
+        await send(message)
+
+    return send_with_headers
+
+
+def _rate_limit_headers(decisions: list[Decision] | tuple[()]) -> list[tuple[bytes, bytes]]:
+    usage = [item for decision in decisions for item in decision.usage]
+    if not usage:
+        return []
+    policy, remaining = policy_header_values(usage)
+    return [(b"ratelimit-policy", policy), (b"ratelimit", remaining)]
+
+
+def _body_within(protection: Protection, scope: Scope, receive: Receive) -> Receive:
+    """``receive`` that answers 408 when the body has not fully arrived within the
+    body timeout of the first read: a client trickling its body cannot hold a worker's
+    request slot."""
+    seconds = protection.settings.abuse.body_timeout_seconds
+    deadline: float | None = None
+
+    async def receive_in_time() -> Message:
+        nonlocal deadline
+        if deadline is None:
+            deadline = anyio.current_time() + seconds
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as timer:
+            message = await receive()
+        if timer.cancelled_caught:
+            detail = f"the request body did not arrive within {seconds:g} s"
+            protection.observer.refused("slow_body")
+            logger.warning(
+                "request refused",
+                reason="slow_body",
+                status=408,
+                client=client_address(scope),
+                detail=detail,
+            )
+            raise HTTPException(408, detail)
+        return message
+
+    return receive_in_time
+
+
+class JsonLimitsMiddleware:
+    """Answers 400 to JSON bodies nested deeper or with longer arrays than allowed,
+    before the route parses them (a deep document costs the parser and the validator
+    far more than its size suggests)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
+            await self.app(scope, receive, send)
+            return
+        protection: Protection = scope["app"].state.protection
+        body, receive = await read_body(receive)
+        refusal = json_refusal(body, protection.settings.filters) if body else None
+        if refusal is not None:
+            await protection.refuse(scope, refusal)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,105 @@
+"""Deny rules (client networks, user agents, paths) from settings and a reloadable file.
+
+The file is the operator's quick answer to an abusive client: edit it (a mounted
+ConfigMap, a file on the host) and the rules apply within a second, without a restart.
+A file that cannot be read or parsed keeps the last good rules and says so in the log.
+"""
+
+import ipaddress
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+
+from .settings import DenyRules
+
+logger = structlog.stdlib.get_logger(__name__)
+
+# How often the file's modification time is looked at.
+RELOAD_CHECK_SECONDS = 1.0
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    clients: tuple[Network, ...]
+    user_agents: re.Pattern[str] | None
+    paths: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, *sources: DenyRules) -> "CompiledRules":
+        def either(patterns: list[str]) -> re.Pattern[str] | None:
+            return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+        return cls(
+            clients=tuple(network for rules in sources for network in rules.clients),
+            user_agents=either([p for rules in sources for p in rules.user_agents]),
+            paths=either([p for rules in sources for p in rules.paths]),
+        )
+
+    def match(self, client: str | None, user_agent: str, path: str) -> str | None:
+        """The kind of rule the request matches (``client``, ``user_agent``, ``path``)."""
+        if self.clients and client is not None:
+            try:
+                address = ipaddress.ip_address(client)
+            except ValueError:
+                address = None
+            if address is not None and any(address in net for net in self.clients):
+                return "client"
+        if self.user_agents is not None and self.user_agents.search(user_agent):
+            return "user_agent"
+        if self.paths is not None and self.paths.search(path):
+            return "path"
+        return None
+
+
+class RuleSet:
+    """The rules in force: the settings' plus the file's, reloaded when it changes."""
+
+    def __init__(self, configured: DenyRules, path: Path | None) -> None:
+        self.configured = configured
+        self.path = path
+        self._modified: float | None = None
+        self._checked_at = 0.0
+        self.rules = CompiledRules.of(configured)
+        if path is not None:
+            self.reload()
+
+    def current(self) -> CompiledRules:
+        if self.path is not None and time.monotonic() - self._checked_at >= RELOAD_CHECK_SECONDS:
+            self.reload()
+        return self.rules
+
+    def reload(self) -> None:
+        if self.path is None:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            modified = self.path.stat().st_mtime
+        except OSError as exc:
+            if self._modified is not None:
+                logger.error("deny rules file unreadable; keeping the last rules", error=str(exc))
+                self._modified = None
+            return
+        if modified == self._modified:
+            return
+        try:
+            loaded = DenyRules.model_validate(json.loads(self.path.read_text()))
+            rules = CompiledRules.of(self.configured, loaded)
+        except (OSError, ValueError, ValidationError, re.error) as exc:
+            logger.error("deny rules file invalid; keeping the last rules", error=str(exc))
+            return
+        self._modified = modified
+        self.rules = rules
+        logger.info(
+            "deny rules loaded",
+            path=str(self.path),
+            clients=len(rules.clients),
+            user_agents=len(loaded.user_agents),
+            paths=len(loaded.paths),
+        )
