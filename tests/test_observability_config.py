@@ -80,6 +80,16 @@ CACHING_METRICS = frozenset(
         "app_cache_available",
     }
 )
+# With request_protection: the protection slice's (its dashboard and alerts read them).
+PROTECTION_METRICS = frozenset(
+    {
+        "app_protection_refusals_total",
+        "app_protection_anomalies_total",
+        "app_protection_limiter_errors_total",
+        "app_protection_limiter_bypassed_total",
+        "app_protection_slow_connections_total",
+    }
+)
 # Series Prometheus itself writes.
 PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -152,7 +162,8 @@ def exported_metrics(project: Path) -> frozenset[str]:
     flags = FLAG_METRICS if answers.get("feature_flags") else frozenset()
     outbound = OUTBOUND_METRICS if answers.get("circuit_breakers") else frozenset()
     caching = CACHING_METRICS if answers.get("caching") else frozenset()
-    return SERVICE_METRICS | flags | outbound | caching
+    protection = PROTECTION_METRICS if answers.get("request_protection") else frozenset()
+    return SERVICE_METRICS | flags | outbound | caching | protection
 
 
 def tool(name: str) -> str:
@@ -758,3 +769,35 @@ def test_a_service_without_caching_has_no_cache_dashboard_nor_alerts(
     assert not any("Cache" in rule["alert"] for rule in alerting_rules(project))
     assert not list((project / "docs/runbooks").glob("AppCache*"))
     assert not (project / "observability/prometheus/tests/caching.test.yml").exists()
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_protection_dashboard_and_alerts_read_the_protection_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    project = render_of(variant, renders)
+    read = {
+        name
+        for _, expr in dashboard_queries(dashboards(project)["protection.json"])
+        for name in metric_names(substitute_grafana_variables(expr))
+    }
+    # Refusals are a share of every request answered.
+    assert read - {"app_build_info", "app_http_requests_total"} == PROTECTION_METRICS, sorted(read)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert {"AppRequestRefusalSpike", "AppRateLimiterUnavailable", "AppSlowClientsClosed"} <= (
+        alerts
+    )
+
+
+def test_a_service_without_request_protection_has_no_protection_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get(
+        "observability-no-protection", {**BASE_ANSWERS, "request_protection": False}
+    )
+    assert "protection.json" not in dashboards(project)
+    names = {"AppRequestRefusalSpike", "AppRateLimiterUnavailable", "AppSlowClientsClosed"}
+    assert not names & {rule["alert"] for rule in alerting_rules(project)}
+    assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in names]
+    assert not (project / "observability/prometheus/tests/protection.test.yml").exists()
+    assert "app_protection_" not in (project / "docs/observability.md").read_text()

@@ -78,14 +78,25 @@ def docs_enabled(app: FastAPI, settings: ProtectionSettings) -> bool:
     return bool(app.state.settings.environment != "production")
 
 
+# FastAPIOffline's pages (core/app.py keeps its default paths) and the mount of their
+# scripts and styles, which it names.
+DOCS_PAGES = ("/docs", "/redoc")
+DOCS_ASSETS = "static-offline-docs"
+
+
+def docs_pages(app: FastAPI) -> frozenset[str]:
+    """The HTML pages of the API docs."""
+    return frozenset([*DOCS_PAGES, app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"])
+
+
 def remove_docs(app: FastAPI) -> None:
     """Takes /docs, /redoc, /openapi.json and the docs' assets off the application."""
-    paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    paths = docs_pages(app) | {app.openapi_url}
 
     def is_docs(route: BaseRoute) -> bool:
         if isinstance(route, Route) and route.path in paths:
             return True
-        return isinstance(route, Mount) and route.path.startswith("/docs")
+        return isinstance(route, Mount) and route.name == DOCS_ASSETS
 
     app.router.routes = [route for route in app.router.routes if not is_docs(route)]
-    app.docs_url = app.redoc_url = app.openapi_url = None
+    app.openapi_url = None

@@ -28,8 +28,9 @@ from .filters import Refusal, RequestFilters, json_refusal
 from .headers import SecurityHeaders, docs_policy
 from .limiter import Decision, Quota, RateLimiter, policy_header_values, quotas
 from .observer import ProtectionObserver
+from .routes import route_limits
 from .rules import RuleSet
-from .settings import ProtectionSettings
+from .settings import LimitKey, ProtectionSettings
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -54,6 +55,7 @@ class Protection:
         self.rules = RuleSet(settings.deny, settings.rules_file)
         self.headers = SecurityHeaders(settings.headers)
         self.default_quotas = quotas("default", settings.rate_limits.default)
+        self.route_limits = route_limits(settings.rate_limits.routes)
         self.docs_paths = docs_paths
         self.docs_policies: dict[str, bytes] = {}
         self.in_progress: Counter[str] = Counter()
@@ -81,10 +83,12 @@ class Protection:
             refusal.status, refusal.detail, instance=scope["path"], headers=refusal.headers
         )
 
-    async def rate_limit_key(self, scope: Scope) -> tuple[str, bool]:
-        """The key requests are counted under (``user:<subject>`` or ``client:<ip>``),
-        and whether the caller is exempt by role."""
-        principal = await _principal(scope)
+    async def key_for(self, scope: Scope, key: LimitKey) -> tuple[str, bool]:
+        """The key requests are counted under (``user:<subject>``, ``client:<ip>`` or
+        ``route``), and whether the caller is exempt by role."""
+        if key == "route":
+            return "route", False
+        principal = await _principal(scope) if key == "user" else None
         if principal is None:
             return f"client:{client_address(scope)}", False
         return f"user:{principal.subject}", bool(self.exempt_roles & principal.roles)
@@ -198,15 +202,26 @@ class ProtectionMiddleware:
             elif protection.settings.rate_limits.enabled and not path.startswith(
                 protection.exempt_paths
             ):
-                key, exempt = await protection.rate_limit_key(scope)
-                if not exempt:
-                    refusal = await protection.limit(
-                        scope, "default", protection.default_quotas, key
-                    )
+                refusal = await self._rate_limit(protection, scope)
             if refusal is not None:
                 await protection.refuse(scope, refusal)(scope, receive, send)
                 return
             await self.app(scope, _body_within(protection, scope, receive), send)
+
+    async def _rate_limit(self, protection: Protection, scope: Scope) -> Refusal | None:
+        """The default limit, then the limits of the route the request is for."""
+        key, exempt = await protection.key_for(scope, "user")
+        if exempt:
+            return None
+        refusal = await protection.limit(scope, "default", protection.default_quotas, key)
+        method, path = scope["method"], scope["path"]
+        for route in protection.route_limits:
+            if refusal is not None:
+                break
+            if route.matches(method, path):
+                route_key, _ = await protection.key_for(scope, route.key)
+                refusal = await protection.limit(scope, route.name, route.quotas, route_key)
+        return refusal
 
     def _screen(self, protection: Protection, scope: Scope) -> Refusal | None:
         """What the request line and headers alone say against the request."""

@@ -1,24 +1,28 @@
 """Rate limits per route: from settings (``APP_PROTECTION__RATE_LIMITS__ROUTES``) or in
 code with :func:`rate_limit`.
 
-Settings' limits wrap the matched route's ASGI app, so they are counted after routing
-(the policy knows its route) but before the body is read or any dependency runs. The
-dependency runs with the route's other dependencies, after FastAPI has read the body:
-use it where a limit belongs with the code (a login attempt), the settings elsewhere.
+Settings' policies are matched by the edge middleware against the request's method and
+path, with the route's own path template, so they are counted before the body is read or
+any dependency runs. The dependency runs with the route's other dependencies, after
+FastAPI has read the body: use it where a limit belongs with the code (a login attempt),
+the settings elsewhere.
 """
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import compile_path
 
 from ..core.errors import ProblemError
 from .filters import Refusal
 from .limiter import Quota, quotas
-from .middleware import Protection, client_address
 from .settings import LimitKey, RoutePolicy
+
+if TYPE_CHECKING:  # the middleware matches these policies: it imports this module
+    from .middleware import Protection
 
 
 def policy_name(method: str, path: str) -> str:
@@ -27,52 +31,46 @@ def policy_name(method: str, path: str) -> str:
     return "-".join([method.lower(), *words])
 
 
-async def _key(protection: Protection, scope: Scope, key: LimitKey) -> tuple[str, bool]:
-    if key == "route":
-        return "route", False
-    if key == "client":
-        return f"client:{client_address(scope)}", False
-    return await protection.rate_limit_key(scope)
+@dataclass(frozen=True)
+class RouteLimit:
+    """A route's policy, ready to match requests."""
 
+    method: str
+    path: str
+    pattern: re.Pattern[str]
+    name: str
+    quotas: tuple[Quota, ...]
+    key: LimitKey
 
-class RouteRateLimit:
-    """A route's ASGI app, counted against its policy first."""
-
-    def __init__(self, app: ASGIApp, name: str, policy: RoutePolicy) -> None:
-        self.app = app
-        self.name = name
-        self.key = policy.key
-        self.quotas = quotas(name, policy.limits)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        protection: Protection = scope["app"].state.protection
-        key, exempt = await _key(protection, scope, self.key)
-        if not exempt:
-            refusal = await protection.limit(scope, self.name, self.quotas, key)
-            if refusal is not None:
-                await protection.refuse(scope, refusal)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def apply_route_policies(app: FastAPI, policies: dict[str, RoutePolicy]) -> None:
-    """Wraps each route a policy names; refuses policies naming no route, so that a
-    misspelt name does not leave a route unprotected."""
-    unmatched = set(policies)
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        for method in route.methods or ():
-            name = f"{method} {route.path}"
-            if name in policies:
-                unmatched.discard(name)
-                route.app = RouteRateLimit(
-                    route.app, policy_name(method, route.path), policies[name]
-                )
-    if unmatched:
-        raise ValueError(
-            "protection.rate_limits.routes names no route: " + ", ".join(sorted(unmatched))
+    def matches(self, method: str, path: str) -> bool:
+        # HEAD is answered by the GET route (core/http_semantics.py).
+        return (method == self.method or (method == "HEAD" and self.method == "GET")) and (
+            self.pattern.match(path) is not None
         )
+
+
+def route_limits(policies: Mapping[str, RoutePolicy]) -> tuple[RouteLimit, ...]:
+    compiled = []
+    for route, policy in policies.items():
+        method, _, path = route.partition(" ")
+        pattern, _, _ = compile_path(path)
+        name = policy_name(method, path)
+        compiled.append(
+            RouteLimit(method, path, pattern, name, quotas(name, policy.limits), policy.key)
+        )
+    return tuple(compiled)
+
+
+def check_routes_exist(app: FastAPI, policies: Mapping[str, RoutePolicy]) -> None:
+    """Refuses policies naming no operation of the OpenAPI document, so that a misspelt
+    name does not leave a route unprotected."""
+    paths: dict[str, dict[str, Any]] = app.openapi().get("paths", {})
+    operations = {
+        f"{method.upper()} {path}" for path, methods in paths.items() for method in methods
+    }
+    unmatched = sorted(set(policies) - operations)
+    if unmatched:
+        raise ValueError("protection.rate_limits.routes names no route: " + ", ".join(unmatched))
 
 
 class RefusedError(ProblemError):
@@ -91,18 +89,17 @@ def rate_limit(
 
     @router.post("/login", dependencies=[Depends(rate_limit("5/minute", key="client"))])
     """
-    cached: dict[str, tuple[str, tuple[Quota, ...]]] = {}
+    cached: list[tuple[str, tuple[Quota, ...]]] = []
 
     async def check(request: Request) -> None:
         scope = request.scope
-        route: Any = scope.get("route")
         if not cached:
-            path = str(getattr(route, "path", scope["path"]))
+            path = str(getattr(scope.get("route"), "path", scope["path"]))
             policy = name or policy_name(request.method, path)
-            cached[policy] = (policy, quotas(policy, list(limits)))
-        policy, policy_quotas = next(iter(cached.values()))
+            cached.append((policy, quotas(policy, list(limits))))
+        policy, policy_quotas = cached[0]
         protection: Protection = request.app.state.protection
-        limit_key, exempt = await _key(protection, scope, key)
+        limit_key, exempt = await protection.key_for(scope, key)
         if exempt:
             return
         refusal = await protection.limit(scope, policy, policy_quotas, limit_key)

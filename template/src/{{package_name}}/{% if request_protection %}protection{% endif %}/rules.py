@@ -28,18 +28,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True)
 class CompiledRules:
     clients: tuple[Network, ...]
-    user_agents: re.Pattern[str] | None
-    paths: re.Pattern[str] | None
+    user_agents: tuple[re.Pattern[str], ...]
+    paths: tuple[re.Pattern[str], ...]
 
     @classmethod
     def of(cls, *sources: DenyRules) -> "CompiledRules":
-        def either(patterns: list[str]) -> re.Pattern[str] | None:
-            return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-
+        # Compiled one by one: a pattern may carry flags of its own, "(?i)bot".
         return cls(
             clients=tuple(network for rules in sources for network in rules.clients),
-            user_agents=either([p for rules in sources for p in rules.user_agents]),
-            paths=either([p for rules in sources for p in rules.paths]),
+            user_agents=tuple(re.compile(p) for rules in sources for p in rules.user_agents),
+            paths=tuple(re.compile(p) for rules in sources for p in rules.paths),
         )
 
     def match(self, client: str | None, user_agent: str, path: str) -> str | None:
@@ -51,9 +49,9 @@ class CompiledRules:
                 address = None
             if address is not None and any(address in net for net in self.clients):
                 return "client"
-        if self.user_agents is not None and self.user_agents.search(user_agent):
+        if any(pattern.search(user_agent) for pattern in self.user_agents):
             return "user_agent"
-        if self.paths is not None and self.paths.search(path):
+        if any(pattern.search(path) for pattern in self.paths):
             return "path"
         return None
 

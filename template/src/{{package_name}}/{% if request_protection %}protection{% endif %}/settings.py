@@ -1,5 +1,6 @@
 """The request protection slice's settings: ``APP_PROTECTION__*``."""
 
+import re
 from pathlib import Path
 from typing import Literal, Self
 
@@ -46,9 +47,9 @@ class RateLimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    # Prefix of the counters' Redis keys: services (and environments) sharing a Redis keep
-    # their counters apart.
-    namespace: str = Field(default="ratelimit", min_length=1)
+    # Prefix of the counters' Redis keys, so that services (and environments) sharing a
+    # Redis keep their counters apart; empty: "<service>:ratelimit".
+    namespace: str = ""
     # The sliding window counter is exact enough (it weighs the previous window) in two
     # counters per key; the moving window is exact at one entry per request in the
     # window; the fixed window lets up to twice the limit through across a boundary.
@@ -108,6 +109,16 @@ class DenyRules(BaseModel):
     # Regular expressions, searched in the User-Agent header and in the path.
     user_agents: list[str] = []
     paths: list[str] = []
+
+    @field_validator("user_agents", "paths")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+        return patterns
 
 
 class AbuseSettings(BaseModel):

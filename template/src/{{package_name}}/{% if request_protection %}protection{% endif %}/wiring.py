@@ -8,12 +8,10 @@ from .cors import CorsFromSettings
 from .documentation import docs_enabled, document_protection, remove_docs
 from .lifespan import protection_lifespan
 from .middleware import JsonLimitsMiddleware, ProtectionMiddleware
-from .routes import apply_route_policies
 
 
 def instrument(app: FastAPI, extensions: Extensions) -> None:
     settings = app.state.settings.protection
-    apply_route_policies(app, settings.rate_limits.routes)
     if docs_enabled(app, settings):
         document_protection(app, settings)
     else:
