@@ -42,6 +42,7 @@ DOMAINS: dict[str, list[Any]] = {
     "flag_provider": ["builtin", "flagd", "launchdarkly"],
     "circuit_breakers": [False, True],
     "caching": [False, True],
+    "request_protection": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -198,6 +199,31 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/prometheus/tests/caching.test.yml": lambda a: bool(
         a["caching"] and a["metrics"]
     ),
+    "src/{package_name}/protection": lambda a: bool(a["request_protection"]),
+    "src/{package_name}/protection/metrics.py": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "tests/test_protection.py": lambda a: bool(a["request_protection"]),
+    "tests/test_protection_process.py": lambda a: bool(a["request_protection"]),
+    "docs/protection.md": lambda a: bool(a["request_protection"]),
+    "docs/runbooks/AppRequestRefusalSpike.md": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "docs/runbooks/AppRateLimiterUnavailable.md": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "docs/runbooks/AppSlowClientsClosed.md": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "observability/grafana/dashboards/protection.json": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "observability/prometheus/rules/protection.yml": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
+    "observability/prometheus/tests/protection.test.yml": lambda a: bool(
+        a["request_protection"] and a["metrics"]
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -321,6 +347,7 @@ PROFILES: dict[str, Answers] = {
         "feature_flags": False,
         "circuit_breakers": False,
         "caching": False,
+        "request_protection": False,
     },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
     "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},

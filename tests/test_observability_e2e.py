@@ -12,8 +12,9 @@ seconds; the expressions are not touched.
 After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx; with the built-in
 flag provider also a flag created through the admin API and evaluated through OFREP, plus
 a key no flag has; with outbound calls, the single-process instance also looks each new
-item up in an enrichment service that then fails, so its breaker opens and closes) the
-test checks through Prometheus's HTTP API that:
+item up in an enrichment service that then fails, so its breaker opens and closes; with
+request protection also a request refused at the edge and one scored as an anomaly, both
+outside the API) the test checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
@@ -69,6 +70,7 @@ from helpers import (
     find_uv,
     locked,
     project_env,
+    read_answers,
     require,
     run_scratch_dir,
 )
@@ -323,6 +325,7 @@ class Stack:
     flags: bool  # the built-in flag provider: admin API and OFREP endpoints
     # The outbound slice: the single-process instance looks items up in ``enrichment``.
     enrichment: EnrichmentService | None
+    protection: bool  # the request protection slice: refusals and anomalies are counted
 
 
 def _prometheus_config(
@@ -505,10 +508,19 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             started=started,
             flags=bool(answers["feature_flags"]) and answers.get("flag_provider") == "builtin",
             enrichment=enrichment,
+            protection=bool(read_answers(project).get("request_protection")),
         )
 
 
 # --------------------------------------------------------------------------- traffic
+
+# With request protection, per instance and round, outside the API (the request counts
+# checked are the API's): a method the filters refuse (reason "method", 405) and a
+# path traversal in the query, scored as an anomaly and answered 404 (detect-only).
+PROTECTION_CALLS: list[tuple[str, str, int]] = [
+    ("TRACE", "/health/live", 405),
+    ("GET", "/no-such-route?file=../../etc/passwd", 404),
+]
 
 
 # What the traffic sent to the API routes: instance address -> status class -> requests.
@@ -628,6 +640,11 @@ def _drive_traffic(stack: Stack) -> Sent:
             if round_ % 2:
                 calls.append(("DELETE", item, None, auth, 204))
             calls += _flag_calls(stack, instance, round_)
+            if stack.protection:
+                calls += [
+                    (verb, f"{instance.url}{path}", None, {}, code)
+                    for verb, path, code in PROTECTION_CALLS
+                ]
             for method, url, body, headers, status in calls:
                 reply = _http(method, url, body=body, headers=headers)
                 assert reply.status == status, f"{method} {url}: {reply.status} {reply.body!r}"
@@ -1049,6 +1066,28 @@ def test_latency_exemplars_carry_trace_ids_the_service_logged(stack: Stack, traf
     problems: list[str] = []
     queries, _ = _dashboard_queries(stack, problems)
     _check_exemplars(stack, queries, problems)
+    _report(problems)
+
+
+def test_refusals_and_anomalies_are_counted_once(stack: Stack, traffic: Sent) -> None:
+    """The protection dashboard's counters count what the traffic provoked, per instance."""
+    if not stack.protection:
+        pytest.skip("the render has no request protection")
+    problems: list[str] = []
+    for query in (
+        f'app_protection_refusals_total{{job="{stack.job}", reason="method"}}',
+        f'app_protection_anomalies_total{{job="{stack.job}", rule="path_traversal"}}',
+    ):
+        counted = {
+            s["metric"]["instance"]: round(float(s["value"][1]))
+            for s in stack.prometheus.data("/api/v1/query", {"query": query})["result"]
+        }
+        for instance in stack.instances:
+            if counted.get(instance.address) != TRAFFIC_ROUNDS:
+                problems.append(
+                    f"{instance.name}: {query} is {counted.get(instance.address)}, "
+                    f"the traffic provoked {TRAFFIC_ROUNDS}"
+                )
     _report(problems)
 
 

@@ -52,6 +52,7 @@ LEAN = {
     "feature_flags": False,
     "circuit_breakers": False,
     "caching": False,
+    "request_protection": False,
 }
 
 
@@ -446,9 +447,9 @@ def test_feature_branches_and_user_revisions_never_collide(
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, outbound
-    calls and caching, with user code, switches them all off: each slice's package, wiring, compose
-    file, settings section and tests go, the user's code stays, and the lean service
-    lints, tests and migrates."""
+    calls, caching and request protection, with user code, switches them all off: each
+    slice's package, wiring, compose file, settings section and tests go, the user's code
+    stays, and the lean service lints, tests and migrates."""
     slices = {
         "redis": True,
         "metrics": True,
@@ -456,6 +457,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "feature_flags": True,
         "circuit_breakers": True,
         "caching": True,
+        "request_protection": True,
     }
     project = generate(template_repo, tmp_path / "svc", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -474,6 +476,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             package / "items" / "cached.py",
             project / "tests" / "fixtures" / "caching.py",
         ],
+        "request_protection": [package / "protection", project / "tests" / "test_protection.py"],
     }
     for paths in owned.values():
         for path in paths:
@@ -496,6 +499,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "tracing_slice",
         "outbound_slice",
         "caching_slice",
+        "protection_slice",
     )
     for name in slice_names:
         assert name not in main, f"main.py still lists {name}"
@@ -505,6 +509,26 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
     tables = check_as_developers_would(project, tmp_path)
     assert "items" in tables
     assert "feature_flags" not in tables
+
+
+def test_update_switching_request_protection_on(template_repo: Path, tmp_path: Path) -> None:
+    """With Redis, so the limits are shared: the slice arrives at the edge of the app, its
+    settings section and tests with it, and the user's code stays."""
+    project = generate(template_repo, tmp_path / "svc", redis=True)
+    package = project / "src" / read_answers(project)["package_name"]
+    assert not (package / "protection").exists()
+    service, _ = edit_user_code(project)
+
+    switch_on(project, {"request_protection": True})
+
+    assert read_answers(project)["request_protection"] is True
+    assert (package / "protection" / "middleware.py").is_file()
+    assert (project / "tests" / "test_protection_process.py").is_file()
+    assert "protection_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert "ProtectionSettings" in (package / "core" / "settings.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
 
 
 def release_tags() -> list[Version]:
