@@ -205,6 +205,9 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     ),
     "tests/test_protection.py": lambda a: bool(a["request_protection"]),
     "tests/test_protection_process.py": lambda a: bool(a["request_protection"]),
+    "tests/test_fuzz.py": lambda a: bool(a["request_protection"]),
+    ".secrets.baseline": lambda a: bool(a["request_protection"]),
+    "docs/security-scanning.md": lambda a: bool(a["request_protection"]),
     "docs/protection.md": lambda a: bool(a["request_protection"]),
     "docs/runbooks/AppRequestRefusalSpike.md": lambda a: bool(
         a["request_protection"] and a["metrics"]
