@@ -266,8 +266,8 @@ def _printable(name: str) -> str:
 def _nul_fields(body: bytes) -> list[str]:
     try:
         document = json.loads(body)
-    except ValueError:
-        return []  # not JSON: the route's own parsing reports it
+    except (ValueError, RecursionError):
+        return []  # not JSON, or too deep for the parser: the route's parsing reports it
     return [".".join(["body", *path]) for path in _paths_with_nul(document, [])]
 
 

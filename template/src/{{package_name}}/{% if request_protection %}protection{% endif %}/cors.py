@@ -5,6 +5,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .settings import CorsSettings
 
+# Response headers a browser script may read: quotas, retries, versions, new resources.
+EXPOSED_HEADERS = [
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+    "ETag",
+    "Location",
+    "X-Request-ID",
+]
+
 
 class CorsFromSettings:
     """Starlette's CORS middleware, built from ``APP_PROTECTION__CORS__*`` on the first
@@ -25,6 +35,7 @@ class CorsFromSettings:
                     allow_headers=cors.allow_headers,
                     allow_credentials=cors.allow_credentials,
                     max_age=cors.max_age_seconds,
+                    expose_headers=EXPOSED_HEADERS,
                 )
                 if cors.allow_origins
                 else self.app

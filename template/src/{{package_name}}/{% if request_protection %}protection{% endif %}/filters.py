@@ -69,7 +69,7 @@ class RequestFilters:
             elif name == b"transfer-encoding":
                 has_body = True
         if not has_body or content_type is None:
-            # A body without a type is read as JSON, as FastAPI does.
+            # Without a type, FastAPI's own check answers (422): nothing to add here.
             return None
         media = content_type.split(b";", 1)[0].strip().lower()
         if media in self.content_types or (
@@ -97,9 +97,12 @@ def json_refusal(body: bytes, settings: FilterSettings) -> Refusal | None:
         return None
     try:
         document = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    depth, longest = _shape(document)
+    except RecursionError:
+        depth, longest = settings.max_json_depth + 1, 0  # deeper than the parser goes
+    except ValueError:
+        return None  # not JSON: the route's own parsing reports it
+    else:
+        depth, longest = _shape(document)
     if depth > settings.max_json_depth:
         return Refusal(
             400, "json_depth", f"the JSON body nests deeper than {settings.max_json_depth} levels"

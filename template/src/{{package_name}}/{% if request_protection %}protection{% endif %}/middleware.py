@@ -36,6 +36,8 @@ logger = structlog.stdlib.get_logger(__name__)
 
 # The rate limit decisions made for a request, in its scope: the edge's and its route's.
 DECISIONS = "protection.decisions"
+# A docs page's policy until the page has been served once (a HEAD, a refusal).
+DOCS_WITHOUT_HASHES = docs_policy(b"")
 
 
 class Protection:
@@ -206,7 +208,9 @@ class ProtectionMiddleware:
             if refusal is not None:
                 await protection.refuse(scope, refusal)(scope, receive, send)
                 return
-            await self.app(scope, _body_within(protection, scope, receive), send)
+            if _declares_body(scope):
+                receive = _body_within(protection, scope, receive)
+            await self.app(scope, receive, send)
 
     async def _rate_limit(self, protection: Protection, scope: Scope) -> Refusal | None:
         """The default limit, then the limits of the route the request is for."""
@@ -267,11 +271,16 @@ def _with_headers(protection: Protection, scope: Scope, send: Send, docs_page: b
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             headers += _rate_limit_headers(scope.get(DECISIONS, ()))
-            if docs_page and path not in protection.docs_policies:
+            if (
+                docs_page
+                and path not in protection.docs_policies
+                and scope["method"] == "GET"
+                and message["status"] == 200
+            ):
                 # The first time a docs page is served, its policy comes from its body.
                 held = {**message, "headers": headers}
                 return
-            policy = protection.docs_policies.get(path) if docs_page else None
+            policy = protection.docs_policies.get(path, DOCS_WITHOUT_HASHES) if docs_page else None
             message = {
                 **message,
                 "headers": protection.headers.for_response(scope["scheme"], headers, policy),
@@ -304,15 +313,31 @@ def _rate_limit_headers(decisions: list[Decision] | tuple[()]) -> list[tuple[byt
     return [(b"ratelimit-policy", policy), (b"ratelimit", remaining)]
 
 
+def _declares_body(scope: Scope) -> bool:
+    """Whether the request says a body follows (HTTP/1.1 sends none otherwise)."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip() not in {b"0", b""}
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
 def _body_within(protection: Protection, scope: Scope, receive: Receive) -> Receive:
     """``receive`` that answers 408 when the body has not fully arrived within the
     body timeout of the first read: a client trickling its body cannot hold a worker's
     request slot."""
     seconds = protection.settings.abuse.body_timeout_seconds
     deadline: float | None = None
+    complete = False
 
     async def receive_in_time() -> Message:
-        nonlocal deadline
+        nonlocal deadline, complete
+        if complete:
+            # After the body, receive() waits for the disconnect (a streamed response
+            # does): no deadline.
+            return await receive()
         if deadline is None:
             deadline = anyio.current_time() + seconds
         with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as timer:
@@ -328,6 +353,7 @@ def _body_within(protection: Protection, scope: Scope, receive: Receive) -> Rece
                 detail=detail,
             )
             raise HTTPException(408, detail)
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 
     return receive_in_time

@@ -63,6 +63,7 @@ class RuleSet:
         self.configured = configured
         self.path = path
         self._modified: float | None = None
+        self._reported: object = None
         self._checked_at = 0.0
         self.rules = CompiledRules.of(configured)
         if path is not None:
@@ -80,9 +81,8 @@ class RuleSet:
         try:
             modified = self.path.stat().st_mtime
         except OSError as exc:
-            if self._modified is not None:
-                logger.error("deny rules file unreadable; keeping the last rules", error=str(exc))
-                self._modified = None
+            self._report("deny rules file unreadable; keeping the last rules", "missing", exc)
+            self._modified = None
             return
         if modified == self._modified:
             return
@@ -90,14 +90,21 @@ class RuleSet:
             loaded = DenyRules.model_validate(json.loads(self.path.read_text()))
             rules = CompiledRules.of(self.configured, loaded)
         except (OSError, ValueError, ValidationError, re.error) as exc:
-            logger.error("deny rules file invalid; keeping the last rules", error=str(exc))
+            self._report("deny rules file invalid; keeping the last rules", modified, exc)
             return
+        self._reported = None
         self._modified = modified
         self.rules = rules
         logger.info(
-            "deny rules loaded",
+            "deny rules loaded",  # once per change of the file
             path=str(self.path),
             clients=len(rules.clients),
             user_agents=len(loaded.user_agents),
             paths=len(loaded.paths),
         )
+
+    def _report(self, event: str, state: object, error: Exception) -> None:
+        """Logs ``event`` once for each state of the file, not at every check."""
+        if state != self._reported:
+            self._reported = state
+            logger.error(event, path=str(self.path), error=str(error))

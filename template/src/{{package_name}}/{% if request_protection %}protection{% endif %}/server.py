@@ -9,6 +9,7 @@ its previous response, and counts it. Bodies have their own limit, in the middle
 """
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 
 import structlog
@@ -46,13 +47,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         seconds = get_settings().protection.abuse.header_timeout_seconds
-        self._header_deadline = self.loop.call_later(seconds, self._header_deadline_passed)
+        # In a context of its own: not the last request's (its ids would be logged).
+        self._header_deadline = self.loop.call_later(
+            seconds, self._header_deadline_passed, context=contextvars.Context()
+        )
 
     def _header_deadline_passed(self) -> None:
         self._header_deadline = None
         # No request in progress: the next one's headers have not all arrived.
         waiting_for_headers = self.cycle is None or self.cycle.response_complete
-        if waiting_for_headers and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size():
+            # Still sending the last response to a slow reader: not a slow request.
+            self._arm_header_deadline()
+            return
+        if waiting_for_headers:
             logger.warning(
                 "connection closed: request headers too slow",
                 client=self.client[0] if self.client else None,

@@ -55,7 +55,7 @@ class RateLimitSettings(BaseModel):
     # window; the fixed window lets up to twice the limit through across a boundary.
     strategy: Strategy = "sliding-window-counter"
     # Every request, keyed by user (or client address, when anonymous). With Redis each
-    # limit is one round trip more per request: docs/performance.md.
+    # limit costs two round trips per request (docs/protection.md, "Cost").
     default: list[str] = ["600/minute"]
     # "METHOD /path/template" (as in the OpenAPI document) to the limits of that route.
     routes: dict[str, RoutePolicy] = {}
@@ -63,8 +63,9 @@ class RateLimitSettings(BaseModel):
     exempt_paths: list[str] = ["/health/", "/metrics"]
     # Callers holding any of these roles are not counted.
     exempt_roles: list[str] = ["admin"]
-    # With Redis: its share of the request's time, and how long to wait after it failed
-    # before asking again (requests meanwhile are decided by fail_open, at no cost).
+    # With Redis: the longest one command (or the wait for a connection) may take, and how
+    # long to leave Redis alone after three failed checks in a row (requests meanwhile
+    # are decided by fail_open, at no cost).
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
     outage_retry_seconds: float = Field(default=5.0, ge=0)
     # When the counters cannot be reached: let requests through (counted and logged) or
@@ -128,8 +129,10 @@ class AbuseSettings(BaseModel):
     max_concurrent_per_client: int = Field(default=32, ge=1)
     # A connection must deliver a request's headers within this time, and its body
     # within body_timeout_seconds, or it is closed (headers) or answered 408 (body).
+    # Shorter than the request deadline (server.request_timeout_seconds), or that answers
+    # first, with a 503.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
-    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class HeaderSettings(BaseModel):
@@ -162,8 +165,14 @@ class PrivatePaths(BaseModel):
     paths: list[str] = ["/metrics"]
     # Client networks allowed; empty with no token: anyone.
     clients: list[IPvAnyNetwork] = []
-    # A bearer token that also admits the caller (Prometheus' `authorization` setting).
+    # A bearer token that also admits the caller (Prometheus' `authorization` setting);
+    # empty: none.
     token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, token: SecretStr | None) -> SecretStr | None:
+        return token if token is not None and token.get_secret_value() else None
 
 
 class ProtectionSettings(BaseModel):

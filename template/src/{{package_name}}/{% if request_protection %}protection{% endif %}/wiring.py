@@ -18,14 +18,14 @@ def instrument(app: FastAPI, extensions: Extensions) -> None:
         remove_docs(app)
 
 
-# At the edge, so refusals cost no body read and every answer gets the security headers;
-# CORS inside it, so preflight answers carry them too. After Redis, whose URL the
-# counters share.
+# At the edge, so refusals cost no body read and every answer gets the security headers.
+# CORS outside it, so that a browser can read refusals (a 429) too, and preflights are
+# answered before they are counted. After Redis, whose URL the counters share.
 protection_slice = Slice(
     name="protection",
     after=("redis",),
     lifespan=protection_lifespan,
-    edge_middleware=(Middleware(ProtectionMiddleware), Middleware(CorsFromSettings)),
+    edge_middleware=(Middleware(CorsFromSettings), Middleware(ProtectionMiddleware)),
     middleware=(Middleware(JsonLimitsMiddleware),),
     instrument=instrument,
 )
