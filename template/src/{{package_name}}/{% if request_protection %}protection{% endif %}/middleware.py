@@ -28,7 +28,7 @@ from .filters import Refusal, RequestFilters, json_refusal
 from .headers import SecurityHeaders, docs_policy
 from .limiter import Decision, Quota, RateLimiter, policy_header_values, quotas
 from .observer import ProtectionObserver
-from .routes import route_limits
+from .policies import route_limits
 from .rules import RuleSet
 from .settings import LimitKey, ProtectionSettings
 
