@@ -58,18 +58,26 @@ def _declare(operation: dict[str, Any], *, limited: bool) -> None:
     refusals = dict(_EVERY_OPERATION)
     if "requestBody" in operation:
         refusals.update(_WITH_BODY)
+    if "requestBody" in operation:
+        # The JSON limits refuse a body with 400 before the route, whose own 400 (OFREP's,
+        # say) may have another shape: both are declared.
+        refusals["400"] = "The body is malformed or nested too deep"
     for status, description in refusals.items():
-        responses.setdefault(status, {"description": description, "content": _PROBLEM})
+        _declare_problem(responses, status, description)
     # Too many requests in progress from one client: every operation, limited or not.
-    responses.setdefault(
-        "429",
-        {"description": "Too many requests", "headers": _RETRY_AFTER, "content": _PROBLEM},
-    )
+    _declare_problem(responses, "429", "Too many requests")
+    responses["429"]["headers"] = {**responses["429"].get("headers", {}), **_RETRY_AFTER}
     if not limited:
         return
     for status, response in responses.items():
         if status.startswith("2"):
             response["headers"] = {**response.get("headers", {}), **_RATE_LIMIT_HEADERS}
+
+
+def _declare_problem(responses: dict[str, Any], status: str, description: str) -> None:
+    """A problem document among the answers with ``status``, beside any declared shape."""
+    response = responses.setdefault(status, {"description": description})
+    response["content"] = {**_PROBLEM, **response.get("content", {})}
 
 
 def docs_enabled(app: FastAPI, settings: ProtectionSettings) -> bool:
