@@ -1,5 +1,6 @@
 """Async SQLAlchemy engine and sessions, one engine per application instance."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -245,7 +246,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         # connection and nothing to roll back; closing it would still cost a greenlet
         # switch, about a sixth of the CPU time of a read answered from the cache.
         if session.in_transaction():
-            await session.close()
+            # Shielded, as AsyncSession's own context manager does: a request cut by its
+            # deadline must still give the connection back, or its transaction (and a
+            # SQLite write lock) outlives it.
+            await asyncio.shield(session.close())
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
