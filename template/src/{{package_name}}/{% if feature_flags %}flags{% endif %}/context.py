@@ -20,15 +20,13 @@ from contextvars import ContextVar
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.security.utils import get_authorization_scheme_param
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.transaction_context import ContextVarsTransactionContextPropagator
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.auth.dependencies import verify_request_token
+from ..core.auth.dependencies import principal_if_valid
 from ..core.auth.principal import Principal
-from ..core.errors import ProblemError
 
 ANONYMOUS_HEADER = "x-anonymous-id"
 ANONYMOUS_COOKIE = "anonymous_id"
@@ -62,22 +60,6 @@ def _anonymous_id(request: Request) -> str | None:
         if candidate and _VALID_ANONYMOUS_ID.fullmatch(candidate):
             return candidate
     return None
-
-
-async def _principal(request: Request) -> Principal | None:
-    """The caller, when a valid bearer token came with the request.
-
-    Lenient, unlike ``OptionalPrincipalDep``: this runs for every route, and a stale or
-    unverifiable token must not turn a public one (health, metrics) into a 401. Routes
-    that need the caller still verify the token themselves and reject it there.
-    """
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return await verify_request_token(request, token)
-    except ProblemError:
-        return None
 
 
 class RequestTargeting:
@@ -167,7 +149,7 @@ class FlagContextMiddleware:
         request = Request(scope)
         # The token is checked here because that may await a key fetch; a flag read
         # cannot await.
-        targeting = RequestTargeting(request, await _principal(request))
+        targeting = RequestTargeting(request, await principal_if_valid(request))
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and targeting.cookie is not None:

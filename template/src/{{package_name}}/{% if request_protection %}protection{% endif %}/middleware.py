@@ -19,9 +19,8 @@ from fastapi import Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.auth.dependencies import verify_request_token
-from ..core.auth.principal import Principal
-from ..core.errors import ProblemError, problem_response
+from ..core.auth.dependencies import principal_if_valid
+from ..core.errors import problem_response
 from ..core.middleware import read_body
 from .anomaly import matched_rules
 from .filters import Refusal, RequestFilters, json_refusal
@@ -90,7 +89,7 @@ class Protection:
         ``route``), and whether the caller is exempt by role."""
         if key == "route":
             return "route", False
-        principal = await _principal(scope) if key == "user" else None
+        principal = await principal_if_valid(Request(scope)) if key == "user" else None
         if principal is None:
             return f"client:{client_address(scope)}", False
         return f"user:{principal.subject}", bool(self.exempt_roles & principal.roles)
@@ -151,20 +150,6 @@ def client_address(scope: Scope) -> str | None:
     """The client's address: the peer's, or the one trusted proxies forwarded."""
     client = scope.get("client")
     return str(client[0]) if client else None
-
-
-async def _principal(scope: Scope) -> Principal | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                return None
-            try:
-                # Verified once per request: the route's own authentication reuses it.
-                return await verify_request_token(Request(scope), token.strip())
-            except ProblemError:
-                return None  # the route answers 401 if it needs a token
-    return None
 
 
 def _header(scope: Scope, wanted: bytes) -> str:

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from ..errors import ForbiddenError, ProblemError, UnauthorizedError
 from ..settings import AuthSettings
@@ -52,6 +53,23 @@ async def verify_request_token(request: Request, token: str) -> Principal:
         verifier: TokenVerifier = request.app.state.token_verifier
         principal = verified[token] = await verifier.verify(token)
     return principal
+
+
+async def principal_if_valid(request: Request) -> Principal | None:
+    """The caller, when a valid bearer token came with the request; None otherwise.
+
+    Lenient, unlike ``OptionalPrincipalDep``: for what runs on every route (flag
+    targeting, rate limit keys), where a stale or unverifiable token must not turn a
+    public route (health, metrics) into a 401. Routes that need the caller still verify
+    the token themselves and reject it there; the verification is done once either way.
+    """
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return await verify_request_token(request, token)
+    except ProblemError:
+        return None
 
 
 async def optional_principal(
