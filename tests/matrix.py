@@ -40,6 +40,7 @@ DOMAINS: dict[str, list[Any]] = {
     "trace_backend": ["jaeger", "tempo"],
     "feature_flags": [False, True],
     "flag_provider": ["builtin", "flagd", "launchdarkly"],
+    "experiments": [False, True],
     "circuit_breakers": [False, True],
     "caching": [False, True],
     "request_protection": [False, True],
@@ -49,6 +50,7 @@ DOMAINS: dict[str, list[Any]] = {
 ASKED_WHEN: dict[str, Callable[[Answers], bool]] = {
     "trace_backend": lambda a: bool(a["tracing"]),
     "flag_provider": lambda a: bool(a["feature_flags"]),
+    "experiments": lambda a: bool(a["feature_flags"]),
 }
 
 # Always given: copier.yml has no default for project_name.
@@ -227,6 +229,36 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/prometheus/tests/protection.test.yml": lambda a: bool(
         a["request_protection"] and a["metrics"]
     ),
+    "src/{package_name}/experiments": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "src/{package_name}/experiments/metrics.py": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
+    "src/{package_name}/migrations/versions/experiments": lambda a: bool(
+        a["feature_flags"] and a["experiments"]
+    ),
+    "src/{package_name}/flags/targeting.py": lambda a: bool(a["feature_flags"]),
+    "tests/test_experiments.py": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "tests/test_experiment_cli.py": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "tests/test_experiment_assignment.py": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "tests/test_experiment_statistics.py": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "tests/test_experiment_simulations.py": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    "docs/experiments.md": lambda a: bool(a["feature_flags"] and a["experiments"]),
+    # experiments: observability assets
+    "docs/runbooks/AppExperimentSampleRatioMismatch.md": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
+    "docs/runbooks/AppExperimentExposuresDropped.md": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
+    "observability/grafana/dashboards/experiments.json": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
+    "observability/prometheus/rules/experiments.yml": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
+    "observability/prometheus/tests/experiments.test.yml": lambda a: bool(
+        a["feature_flags"] and a["experiments"] and a["metrics"]
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -290,6 +322,14 @@ def effective_answers(data: Mapping[str, Any]) -> Answers:
     return answers
 
 
+def _answerable(data: Answers) -> Answers:
+    """``data`` without answers to questions its other answers skip: copier refuses an
+    experiments answer without feature flags (test_invalid_answers checks that)."""
+    if data.get("feature_flags") is False:
+        return {name: value for name, value in data.items() if name != "experiments"}
+    return data
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -318,6 +358,7 @@ def _build_cases() -> list[Case]:
     names = list(DOMAINS)
     for row in AllPairs([DOMAINS[n] for n in names]):
         data = {**BASE_ANSWERS, **dict(zip(names, row, strict=True))}
+        data = _answerable(data)
         candidates.append(Case("pairwise:" + _case_id(data), data))
     for case_id, identity in IDENTITY_CASES.items():
         candidates.append(Case(case_id, dict(identity)))
@@ -336,12 +377,14 @@ CASES: list[Case] = _build_cases()
 
 # Named profiles for the slow tier.
 PROFILES: dict[str, Answers] = {
-    "sqlite": dict(BASE_ANSWERS),
+    # The defaults, and experiments (off by default) on SQLite with the built-in flags.
+    "sqlite": {**BASE_ANSWERS, "experiments": True},
     "postgresql-redis": {
         **BASE_ANSWERS,
         "database": "postgresql",
         "redis": True,
         "trace_backend": "tempo",
+        "experiments": True,
     },
     "bare": {
         **BASE_ANSWERS,
@@ -353,7 +396,13 @@ PROFILES: dict[str, Answers] = {
         "request_protection": False,
     },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
-    "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
+    # Experiments on SQLite, with a provider that is not the built-in one.
+    "launchdarkly": {
+        **BASE_ANSWERS,
+        "flag_provider": "launchdarkly",
+        "metrics": False,
+        "experiments": True,
+    },
 }
 
 # Everything switched on, for checks that want the largest render.

@@ -51,6 +51,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("python-unknown", {"python_version": "4.0"}, "python_version"),
     ("database-unknown", {"database": "mysql"}, "database"),
     ("database-label-not-value", {"database": "PostgreSQL (asyncpg)"}, "database"),
+    # Experiments are read through the flag client: refused without it, naming both.
+    ("experiments-without-flags", {"feature_flags": False, "experiments": True}, "experiments"),
 ]
 
 # Derived defaults that are invalid must be refused too, naming the derived question.

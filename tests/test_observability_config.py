@@ -90,6 +90,24 @@ PROTECTION_METRICS = frozenset(
         "app_protection_slow_connections_total",
     }
 )
+# With experiments (asked only with feature_flags): the experiments slice's (its dashboard
+# and alerts read them); the flush histogram as its series.
+EXPERIMENTS_METRICS = frozenset(
+    {
+        "app_experiments_exposures_total",
+        "app_experiments_exposures_dropped_total",
+        "app_experiments_events_total",
+        "app_experiments_sample_ratio_p_value",
+        "app_experiments_flush_seconds_bucket",
+        "app_experiments_flush_seconds_count",
+        "app_experiments_flush_seconds_sum",
+    }
+)
+EXPERIMENTS_ALERTS = frozenset(
+    {"AppExperimentSampleRatioMismatch", "AppExperimentExposuresDropped"}
+)
+# The experiments slice's rules and rule tests: only renders with feature_flags have them.
+EXPERIMENTS_RULE_FILES = frozenset({"rules/experiments.yml", "tests/experiments.test.yml"})
 # Series Prometheus itself writes.
 PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
@@ -98,7 +116,8 @@ SEVERITIES = {"page", "ticket"}
 TOOL_PACKAGES = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
 
 
-SLICES_WITH_RULES = ("circuit_breakers", "caching", "request_protection")
+# experiments is asked only with feature_flags (unrecorded without it, hence True below).
+SLICES_WITH_RULES = ("circuit_breakers", "caching", "request_protection", "experiments")
 
 
 @dataclass(frozen=True)
@@ -135,6 +154,8 @@ class Variant:
         }
         if self.trace_backend is not None:
             data["trace_backend"] = self.trace_backend
+        if self.feature_flags:
+            data["experiments"] = True  # off by default
         return f"observability-{self.id}", data
 
 
@@ -169,7 +190,8 @@ def exported_metrics(project: Path) -> frozenset[str]:
     outbound = OUTBOUND_METRICS if answers.get("circuit_breakers") else frozenset()
     caching = CACHING_METRICS if answers.get("caching") else frozenset()
     protection = PROTECTION_METRICS if answers.get("request_protection") else frozenset()
-    return SERVICE_METRICS | flags | outbound | caching | protection
+    experiments = EXPERIMENTS_METRICS if answers.get("experiments") else frozenset()
+    return SERVICE_METRICS | flags | outbound | caching | protection | experiments
 
 
 def tool(name: str) -> str:
@@ -335,8 +357,15 @@ def test_rules_are_the_same_in_every_render(renders: RenderCache) -> None:
         }
 
     first = contents(render_of(METRICS_VARIANTS[0], renders))
+    assert set(first) >= EXPERIMENTS_RULE_FILES, sorted(first)
     for variant in METRICS_VARIANTS[1:]:
-        assert contents(render_of(variant, renders)) == first, (
+        # Without feature flags the experiments slice's files are absent, the rest the same.
+        expected = (
+            first
+            if variant.feature_flags
+            else {k: v for k, v in first.items() if k not in EXPERIMENTS_RULE_FILES}
+        )
+        assert contents(render_of(variant, renders)) == expected, (
             f"rules or rule tests differ in {variant.id}: run test_promtool_rule_unit_tests "
             "on every variant whose rules differ"
         )
@@ -807,3 +836,40 @@ def test_a_service_without_request_protection_has_no_protection_dashboard_nor_al
     assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in names]
     assert not (project / "observability/prometheus/tests/protection.test.yml").exists()
     assert "app_protection_" not in (project / "docs/observability.md").read_text()
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_experiments_dashboard_and_alerts_come_with_the_experiments_slice(
+    variant: Variant, renders: RenderCache
+) -> None:
+    """The experiments slice is asked only with feature_flags (and is on in the variants)."""
+    project = render_of(variant, renders)
+    boards = dashboards(project)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert ("experiments.json" in boards) == variant.feature_flags, sorted(boards)
+    assert (alerts >= EXPERIMENTS_ALERTS) == variant.feature_flags, sorted(alerts)
+    if variant.feature_flags:
+        read = {
+            name
+            for _, expr in dashboard_queries(boards["experiments.json"])
+            for name in metric_names(substitute_grafana_variables(expr))
+        }
+        histogram_totals = {
+            "app_experiments_flush_seconds_count",
+            "app_experiments_flush_seconds_sum",
+        }
+        assert read - {"app_build_info"} == EXPERIMENTS_METRICS - histogram_totals, sorted(read)
+    else:
+        assert not EXPERIMENTS_ALERTS & alerts, sorted(alerts)
+
+
+def test_a_service_without_experiments_has_no_experiments_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-experiments", {**BASE_ANSWERS, "experiments": False})
+    assert read_answers(project)["feature_flags"], "the flag slice is on, experiments off"
+    assert "experiments.json" not in dashboards(project)
+    assert not EXPERIMENTS_ALERTS & {rule["alert"] for rule in alerting_rules(project)}
+    assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in EXPERIMENTS_ALERTS]
+    assert not (project / "observability/prometheus/tests/experiments.test.yml").exists()
+    assert "app_experiments_" not in (project / "docs/observability.md").read_text()

@@ -11,7 +11,8 @@ seconds; the expressions are not touched.
 
 After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx; with the built-in
 flag provider also a flag created through the admin API and evaluated through OFREP, plus
-a key no flag has; with outbound calls, the single-process instance also looks each new
+a key no flag has; with experiments an experiment started there, new visitors' arms read
+over OFREP and a conversion per round; with outbound calls, the single-process instance also looks each new
 item up in an enrichment service that then fails, so its breaker opens and closes; with
 request protection also a request refused at the edge and one scored as an anomaly, both
 outside the API) the test checks through Prometheus's HTTP API that:
@@ -326,6 +327,7 @@ class Stack:
     # The outbound slice: the single-process instance looks items up in ``enrichment``.
     enrichment: EnrichmentService | None
     protection: bool  # the request protection slice: refusals and anomalies are counted
+    experiments: bool  # the experiments slice (with the built-in flags): arms over OFREP
 
 
 def _prometheus_config(
@@ -509,6 +511,8 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             flags=bool(answers["feature_flags"]) and answers.get("flag_provider") == "builtin",
             enrichment=enrichment,
             protection=bool(read_answers(project).get("request_protection")),
+            experiments=bool(answers.get("experiments"))
+            and answers.get("flag_provider") == "builtin",
         )
 
 
@@ -586,6 +590,64 @@ def _flag_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
     ]
 
 
+# Started on every instance; each round exposes new visitors (over OFREP, as a front end
+# reads it) and records a conversion, so every panel of the experiments dashboard moves.
+EXPERIMENT: dict[str, Any] = {
+    "key": "e2e-button",
+    "hypothesis": "The end-to-end test's button converts better.",
+    "arms": [{"key": "grey", "weight": 0.5}, {"key": "green", "weight": 0.5}],
+    "primary_metrics": [{"key": "e2e_purchase", "kind": "conversion"}],
+}
+VISITORS_PER_ROUND = 6
+
+
+def _start_experiment(stack: Stack, sent: Sent) -> None:
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    for instance in stack.instances:
+        experiments = f"{instance.url}/api/v1/experiments"
+        for url, body, status in (
+            (experiments, EXPERIMENT, 201),
+            (f"{experiments}/{EXPERIMENT['key']}/start", None, 200),
+        ):
+            reply = _http("POST", url, body=body, headers=auth)
+            assert reply.status == status, f"POST {url}: {reply.status} {reply.body!r}"
+            sent[instance.address]["2xx"] += 1
+    for instance in stack.instances:
+        _wait_for(
+            functools.partial(_experiment_running, stack, instance),
+            stack,
+            f"{instance.name}: experiment {EXPERIMENT['key']}",
+        )
+
+
+def _experiment_running(stack: Stack, instance: Instance) -> bool:
+    """Every worker serves the arms (a read outside the experiment is a 404: no flag)."""
+    auth = {"Authorization": f"Bearer {stack.token}", "Connection": "close"}
+    url = f"{instance.url}/ofrep/v1/evaluate/flags/{EXPERIMENT['key']}"
+    return all(
+        _http("POST", url, body={"context": {"targetingKey": "probe"}}, headers=auth).status
+        == 200
+        for _ in range(FLAG_SYNC_EVALUATIONS)
+    )
+
+
+def _experiment_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
+    if not stack.experiments:
+        return []
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    evaluate = f"{instance.url}/ofrep/v1/evaluate/flags/{EXPERIMENT['key']}"
+    visitors = [f"visitor-{round_}-{index}" for index in range(VISITORS_PER_ROUND)]
+    calls: list[Call] = [
+        ("POST", evaluate, {"context": {"targetingKey": visitor}}, auth, 200)
+        for visitor in visitors
+    ]
+    events = f"{instance.url}/api/v1/experiments/{EXPERIMENT['key']}/events"
+    calls.append(
+        ("POST", events, {"metric": "e2e_purchase"}, {"X-Anonymous-Id": visitors[0]}, 202)
+    )
+    return calls
+
+
 def _look_up_enrichment(stack: Stack, instance: Instance, item: str, sent: Sent) -> None:
     """The new item's enrichment, then the same while the enrichment service fails twice.
 
@@ -614,6 +676,8 @@ def _drive_traffic(stack: Stack) -> Sent:
     sent: Sent = {instance.address: Counter() for instance in stack.instances}
     if stack.flags:
         _create_flag(stack, sent)
+    if stack.experiments:
+        _start_experiment(stack, sent)
     for round_ in range(TRAFFIC_ROUNDS):
         began = time.time()
         for instance in stack.instances:
@@ -640,6 +704,7 @@ def _drive_traffic(stack: Stack) -> Sent:
             if round_ % 2:
                 calls.append(("DELETE", item, None, auth, 204))
             calls += _flag_calls(stack, instance, round_)
+            calls += _experiment_calls(stack, instance, round_)
             if stack.protection:
                 calls += [
                     (verb, f"{instance.url}{path}", None, {}, code)

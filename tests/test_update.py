@@ -445,9 +445,53 @@ def test_feature_branches_and_user_revisions_never_collide(
     run_in(project, "make", "lint")
 
 
+def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service with flags, its own model and revision switches experiments on (their
+    tables a branch of their own beside the user's revision), then off again the
+    documented way: the slice's files go, the user's code and tables stay."""
+    project = generate(template_repo, tmp_path / "svc", feature_flags=True)
+    slug = read_answers(project)["project_slug"]
+    package = project / "src" / read_answers(project)["package_name"]
+    add_user_model_and_revision(project)
+    run_in(project, slug, "migrate")
+    service, _ = edit_user_code(project)
+    commit_all(project, "Item notes")
+
+    switch_on(project, {"experiments": True})
+
+    assert read_answers(project)["experiments"] is True
+    assert (package / "experiments" / "provider.py").is_file()
+    versions = package / "migrations" / "versions" / "experiments"
+    migration = versions / "experiments_0001_create_experiments.py"
+    assert assigned_value(module_ast(migration), "branch_labels") == ("experiments",)
+    assert "experiments_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    assert {"item_notes", "experiments", "experiment_exposures"} <= database_tables(project)
+    run_in(project, "alembic", "check")
+    tables = check_as_developers_would(project, tmp_path)
+    assert {"items", "experiments", "experiment_metric_events"} <= tables
+    commit_all(project, "Experiments on")
+
+    run_in(project, "alembic", "downgrade", "experiments@base")
+    switch_on(project, {"experiments": False})
+
+    assert not (package / "experiments").exists()
+    assert not (project / "tests" / "test_experiments.py").exists()
+    assert "experiments" not in (package / "main.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    tables = database_tables(project)
+    assert "item_notes" in tables
+    assert "experiments" not in tables
+    run_in(project, "alembic", "check")
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
-    """A service generated with Redis, metrics, tracing, the built-in flags, outbound
-    calls, caching and request protection, with user code, switches them all off: each
+    """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
+    outbound calls, caching and request protection, with user code, switches them all off: each
     slice's package, wiring, compose file, settings section and tests go, the user's code
     stays, and the lean service lints, tests and migrates."""
     slices = {
@@ -455,6 +499,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "metrics": True,
         "tracing": True,
         "feature_flags": True,
+        "experiments": True,
         "circuit_breakers": True,
         "caching": True,
         "request_protection": True,
@@ -466,6 +511,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "metrics": [package / "metrics", project / "compose" / "compose.metrics.yaml"],
         "tracing": [package / "tracing", project / "compose" / "compose.tracing.yaml"],
         "feature_flags": [package / "flags", project / "tests" / "fixtures" / "flags.py"],
+        "experiments": [package / "experiments", project / "tests" / "test_experiments.py"],
         "circuit_breakers": [
             package / "outbound",
             package / "items" / "enrichment.py",
@@ -495,6 +541,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
     slice_names = (
         "redis_slice",
         "flags_slice",
+        "experiments_slice",
         "metrics_slice",
         "tracing_slice",
         "outbound_slice",

@@ -37,7 +37,9 @@ class ProblemDetail(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
-    errors: list[FieldError] | None = Field(default=None, description="422: what was invalid")
+    errors: list[FieldError] | None = Field(
+        default=None, description="422: what was invalid; 409: the field in conflict"
+    )
     request_id: str | None = Field(default=None, description="500: quote it when reporting")
 
 
@@ -158,10 +160,14 @@ class ProblemError(Exception):
 
     status: int = 400
 
-    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, headers: Mapping[str, str] | None = None, field: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers
+        # The request field the error is about, when there is one: clients show it there.
+        self.field = field
 
 
 class NotFoundError(ProblemError):
@@ -193,7 +199,13 @@ class ForbiddenError(ProblemError):
 
 async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)  # noqa: S101 - registered for this type only
-    return problem_response(exc.status, exc.detail, instance=request.url.path, headers=exc.headers)
+    extensions: dict[str, Any] = {}
+    if exc.field is not None:
+        kind = HTTPStatus(exc.status).phrase.lower().replace(" ", "_")
+        extensions["errors"] = [FieldError(field=exc.field, message=exc.detail, type=kind)]
+    return problem_response(
+        exc.status, exc.detail, instance=request.url.path, headers=exc.headers, **extensions
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -5,24 +5,14 @@ served a variant), SPLIT (a rollout picked the variant), STATIC (a flag without 
 rollout), DEFAULT (rules exist but none matched, or a rollout had no targeting key).
 """
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from openfeature.flag_evaluation import Reason
 from pydantic import JsonValue
 
+from ..targeting import Attributes, compile_condition
 from .bucketing import bucket_hash, hash_prefix, pick_variant
-from .schemas import (
-    BOOLEAN_ATTRIBUTES,
-    BOOLEAN_TEXTS,
-    LIST_ATTRIBUTES,
-    Condition,
-    FlagDefinition,
-    Rollout,
-)
-
-Attributes = Mapping[str, object]
-Predicate = Callable[[str | None, Attributes], bool]
+from .schemas import FlagDefinition, Rollout
 
 
 @dataclass(frozen=True)
@@ -34,47 +24,8 @@ class Resolution:
     reason: str
 
 
-TARGETING_KEY = "targetingKey"
 DISABLED = Resolution(None, None, Reason.DISABLED)
 Weights = tuple[tuple[str, int], ...]
-
-
-def _matcher(condition: Condition) -> Callable[[str], bool]:
-    if condition.operator in ("in", "not_in"):
-        return frozenset(condition.values).__contains__
-    affixes = tuple(condition.values)
-    if condition.operator == "starts_with":
-        return lambda text: text.startswith(affixes)
-    return lambda text: text.endswith(affixes)
-
-
-def _compile_condition(condition: Condition) -> Predicate:
-    # Everything that does not depend on the caller is decided here, once per change:
-    # each evaluation runs every condition of every rule before it reaches a rollout.
-    name = condition.attribute
-    from_key = name == TARGETING_KEY
-    each_element = name in LIST_ATTRIBUTES
-    # Python's equality, as flagd's JsonLogic ``in`` uses it (1 == True there too).
-    boolean = name in BOOLEAN_ATTRIBUTES
-    booleans = tuple(BOOLEAN_TEXTS[value] for value in condition.values) if boolean else ()
-    matches = _matcher(condition)
-    # not_in holds when nothing matches, an absent attribute included.
-    negated = condition.operator == "not_in"
-
-    def holds(targeting_key: str | None, attributes: Attributes) -> bool:
-        value = targeting_key if from_key else attributes.get(name)
-        # Strings only, as flagd compares (schemas.Condition): 42 is not "42".
-        if boolean:
-            met = value in booleans
-        elif each_element:
-            met = isinstance(value, list) and any(
-                type(item) is str and matches(item) for item in value
-            )
-        else:
-            met = type(value) is str and matches(value)
-        return met is not negated
-
-    return holds
 
 
 def _served_values(definition: FlagDefinition) -> dict[str, JsonValue]:
@@ -117,7 +68,7 @@ class CompiledFlag:
         }
         self._rules = [
             (
-                tuple(_compile_condition(condition) for condition in rule.conditions),
+                tuple(compile_condition(condition) for condition in rule.conditions),
                 self._matched.get(rule.serve.variant or ""),
                 _weights(rule.serve.rollout) if rule.serve.rollout is not None else None,
             )

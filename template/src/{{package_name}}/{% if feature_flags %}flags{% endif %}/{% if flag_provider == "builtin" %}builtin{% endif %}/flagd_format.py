@@ -27,15 +27,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .schemas import (
-    BOOLEAN_ATTRIBUTES,
-    BOOLEAN_TEXTS,
-    LIST_ATTRIBUTES,
-    Condition,
-    FlagDefinition,
-    Rollout,
-    Serve,
-)
+from ..targeting import BOOLEAN_ATTRIBUTES, BOOLEAN_TEXTS, LIST_ATTRIBUTES, Condition
+from .schemas import FlagDefinition, Rollout, Serve
 
 SCHEMA_URL = "https://flagd.dev/schema/v0/flags.json"
 

@@ -12,6 +12,11 @@ definitions have not been loaded (the database was unreachable since start-up), 
 "no flags" or "no such flag" would misstate. A disabled flag answers without a
 ``value``, which tells the provider to use the caller's default (OFREP ADR 0006,
 proposed; openfeature-provider-ofrep 0.3 already does so).
+
+A layer around the provider that serves keys of its own (flags/layers.py: the
+experiments' arms) answers those keys here too, and adds to the context what it adds
+for in-process reads (the caller's cohorts). A single evaluation counts as a read; a
+bulk one, which a front end fetches and caches before showing anything, does not.
 """
 
 import hashlib
@@ -22,13 +27,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
-from openfeature.flag_evaluation import Reason
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from pydantic import BaseModel, Field, JsonValue
 
 from ...core.auth.dependencies import PrincipalDep
 from ...core.errors import problem_responses
 from ...core.etags import if_none_match_hits
 from ..hooks import record_evaluation
+from ..layers import serving_layer
 from .evaluation import CompiledFlag
 from .provider import BuiltinProvider
 from .sync import FlagSync
@@ -129,6 +135,18 @@ def _evaluate(flag: CompiledFlag, context: EvaluationContext) -> dict[str, Any]:
     return result
 
 
+def _served(key: str, details: FlagResolutionDetails[JsonValue]) -> dict[str, Any]:
+    """A layer's answer in OFREP's shape."""
+    record_evaluation(key, details.variant, str(details.reason))
+    return {
+        "key": key,
+        "reason": str(details.reason),
+        "variant": details.variant or "",
+        "metadata": dict(details.flag_metadata),
+        "value": details.value,
+    }
+
+
 NOT_LOADED = "the flag definitions are not loaded yet (the database is unreachable); retry"
 
 
@@ -161,6 +179,12 @@ async def evaluate_flag(key: str, request: Request, _: PrincipalDep) -> JSONResp
     if not _loaded(request):
         failure = {"key": key, "errorCode": "PROVIDER_NOT_READY", "errorDetails": NOT_LOADED}
         return JSONResponse(failure, status_code=500)
+    layer = serving_layer(request.app)
+    if layer is not None:
+        context = layer.context_for(context)
+        served = layer.resolve_untyped(key, context)
+        if served is not None:
+            return JSONResponse(_served(key, served))
     flag = _provider(request).compiled(key)
     if flag is None:
         record_evaluation(key, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND)
@@ -193,8 +217,16 @@ async def evaluate_flags(request: Request, _: PrincipalDep) -> Response:
     if not _loaded(request):
         failure = {"errorCode": "PROVIDER_NOT_READY", "errorDetails": NOT_LOADED}
         return JSONResponse(failure, status_code=500)
-    flags = sorted(_provider(request).all_compiled(), key=lambda flag: flag.key)
-    evaluations = [_evaluate(flag, context) for flag in flags]
+    layer = serving_layer(request.app)
+    if layer is not None:
+        context = layer.context_for(context)
+    evaluated = {flag.key: _evaluate(flag, context) for flag in _provider(request).all_compiled()}
+    if layer is not None:
+        for key in layer.served_keys():
+            served = layer.resolve_untyped(key, context, read=False)
+            if served is not None:
+                evaluated[key] = _served(key, served)
+    evaluations = [evaluated[key] for key in sorted(evaluated)]
     payload = json.dumps({"flags": evaluations}, separators=(",", ":"), sort_keys=True).encode()
     etag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
     if if_none_match_hits(request.headers.get("if-none-match"), etag):
