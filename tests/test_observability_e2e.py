@@ -12,8 +12,9 @@ seconds; the expressions are not touched.
 After a few seconds of healthy traffic (2xx, 304, 401, 404, 422; no 5xx; with the built-in
 flag provider also a flag created through the admin API and evaluated through OFREP, plus
 a key no flag has; with experiments an experiment started there, new visitors' arms read
-over OFREP and a conversion per round; with outbound calls, the single-process instance also looks each new
-item up in an enrichment service that then fails, so its breaker opens and closes; with
+over OFREP and a conversion per round; with outbound calls, the single-process instance
+also looks each new item up in an enrichment service that then fails, so its breaker opens
+and closes; with
 request protection also a request refused at the edge and one scored as an anomaly, both
 outside the API) the test checks through Prometheus's HTTP API that:
 
@@ -625,8 +626,7 @@ def _experiment_running(stack: Stack, instance: Instance) -> bool:
     auth = {"Authorization": f"Bearer {stack.token}", "Connection": "close"}
     url = f"{instance.url}/ofrep/v1/evaluate/flags/{EXPERIMENT['key']}"
     return all(
-        _http("POST", url, body={"context": {"targetingKey": "probe"}}, headers=auth).status
-        == 200
+        _http("POST", url, body={"context": {"targetingKey": "probe"}}, headers=auth).status == 200
         for _ in range(FLAG_SYNC_EVALUATIONS)
     )
 
@@ -642,9 +642,7 @@ def _experiment_calls(stack: Stack, instance: Instance, round_: int) -> list[Cal
         for visitor in visitors
     ]
     events = f"{instance.url}/api/v1/experiments/{EXPERIMENT['key']}/events"
-    calls.append(
-        ("POST", events, {"metric": "e2e_purchase"}, {"X-Anonymous-Id": visitors[0]}, 202)
-    )
+    calls.append(("POST", events, {"metric": "e2e_purchase"}, {"X-Anonymous-Id": visitors[0]}, 202))
     return calls
 
 
