@@ -97,6 +97,7 @@ EXPERIMENTS_METRICS = frozenset(
         "app_experiments_exposures_total",
         "app_experiments_exposures_dropped_total",
         "app_experiments_events_total",
+        "app_experiments_events_dropped_total",
         "app_experiments_sample_ratio_p_value",
         "app_experiments_flush_seconds_bucket",
         "app_experiments_flush_seconds_count",

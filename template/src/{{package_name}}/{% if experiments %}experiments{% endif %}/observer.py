@@ -13,6 +13,8 @@ class ExperimentsObserver(Protocol):
 
     def event(self, metric: str) -> None: ...
 
+    def event_dropped(self, metric: str, count: int) -> None: ...
+
     def flushed(self, seconds: float) -> None: ...
 
     def sample_ratio(self, experiment: str, p_value: float) -> None: ...
@@ -31,6 +33,9 @@ class QuietObserver:
         pass
 
     def event(self, metric: str) -> None:
+        pass
+
+    def event_dropped(self, metric: str, count: int) -> None:
         pass
 
     def flushed(self, seconds: float) -> None:

@@ -35,6 +35,9 @@ Resolve = Callable[[str, T, EvaluationContext | None], FlagResolutionDetails[T]]
 def _type_of(value: object, accepts: type) -> bool:
     if accepts is object:
         return True
+    if accepts is dict:
+        # OpenFeature's object values are JSON objects or arrays.
+        return isinstance(value, dict | list)
     if accepts is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if accepts is int:
@@ -85,10 +88,20 @@ class ExperimentProvider:
     # Reads.
 
     def _with_cohorts(self, context: EvaluationContext | None) -> EvaluationContext | None:
-        if context is None or not self._registry.has_cohorts:
-            return context
+        """The context with the caller's cohorts, as this service defines them."""
+        if context is None:
+            return None
         cohorts = self._registry.cohorts_of(context.targeting_key, context.attributes)
-        return EvaluationContext(context.targeting_key, {**context.attributes, "cohorts": cohorts})
+        if cohorts:
+            attributes = {**context.attributes, "cohorts": cohorts}
+            return EvaluationContext(context.targeting_key, attributes)
+        if "cohorts" in context.attributes:
+            # A caller's own claim to cohorts (an OFREP body) counts for nothing.
+            attributes = {k: v for k, v in context.attributes.items() if k != "cohorts"}
+            return EvaluationContext(context.targeting_key, attributes)
+        # In no cohort reads as no attribute: conditions on a missing list attribute meet
+        # no ``in`` and every ``not_in``.
+        return context
 
     # For remote evaluation (flags/layers.py's ServingLayer: the built-in OFREP endpoints).
 

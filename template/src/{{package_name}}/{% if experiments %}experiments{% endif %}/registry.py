@@ -73,53 +73,57 @@ class CompiledCohort:
         return self._conditions is not None and self._conditions(targeting_key, attributes)
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    experiments: dict[str, CompiledExperiment]
+    cohorts: tuple[CompiledCohort, ...]
+    definitions: dict[str, ExperimentRead]
+
+
 class ExperimentRegistry:
     def __init__(self) -> None:
-        self._experiments: dict[str, CompiledExperiment] = {}
-        self._cohorts: tuple[CompiledCohort, ...] = ()
-        self.definitions: tuple[ExperimentRead, ...] = ()
+        # One object, replaced whole: a read takes it once and sees one consistent set.
+        self._now = _Snapshot({}, (), {})
 
     def replace(
         self, experiments: Iterable[ExperimentRead], cohorts: Iterable[Cohort]
     ) -> list[str]:
         """Installs a new set; returns the keys whose reads may have changed."""
-        definitions = tuple(experiments)
+        definitions = {experiment.key: experiment for experiment in experiments}
         compiled = {
-            experiment.key: CompiledExperiment(experiment)
-            for experiment in definitions
+            key: CompiledExperiment(experiment)
+            for key, experiment in definitions.items()
             if experiment.status in ("running", "shipped")
         }
+        before = self._now.experiments
         changed = sorted(
             key
-            for key in compiled.keys() | self._experiments.keys()
+            for key in compiled.keys() | before.keys()
             if key not in compiled
-            or key not in self._experiments
-            or compiled[key].definition != self._experiments[key].definition
+            or key not in before
+            or compiled[key].definition != before[key].definition
         )
-        self._cohorts = tuple(CompiledCohort(cohort) for cohort in cohorts)
-        self._experiments = compiled
-        self.definitions = definitions
+        self._now = _Snapshot(
+            compiled, tuple(CompiledCohort(cohort) for cohort in cohorts), definitions
+        )
         return changed
 
     def get(self, key: str) -> CompiledExperiment | None:
-        return self._experiments.get(key)
+        return self._now.experiments.get(key)
 
     def definition(self, key: str) -> ExperimentRead | None:
         """Any experiment this process knows, whatever its status."""
-        return next((experiment for experiment in self.definitions if experiment.key == key), None)
+        return self._now.definitions.get(key)
 
     def live_keys(self) -> list[str]:
         """Keys read differently because of an experiment (running or shipped)."""
-        return list(self._experiments)
+        return list(self._now.experiments)
 
     def running(self) -> list[ExperimentRead]:
-        return [experiment for experiment in self.definitions if experiment.status == "running"]
-
-    @property
-    def has_cohorts(self) -> bool:
-        return bool(self._cohorts)
+        definitions = self._now.definitions.values()
+        return [experiment for experiment in definitions if experiment.status == "running"]
 
     def cohorts_of(self, targeting_key: str | None, attributes: Attributes) -> list[str]:
         return [
-            cohort.key for cohort in self._cohorts if cohort.contains(targeting_key, attributes)
+            cohort.key for cohort in self._now.cohorts if cohort.contains(targeting_key, attributes)
         ]

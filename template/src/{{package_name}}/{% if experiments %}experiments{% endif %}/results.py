@@ -169,6 +169,9 @@ def sample_ratio(experiment: ExperimentRead, counts: dict[str, int]) -> float:
     # Arms of weight 0 expect nobody; they leave the test (and any exposure there shows
     # up as a mismatch in the others' shares).
     kept = [(count, weight) for count, weight in zip(observed, weights, strict=True) if weight > 0]
+    if len(kept) < 2:
+        # One arm takes everyone: there is no ratio to get wrong.
+        return 1.0
     return sample_ratio_p_value([count for count, _ in kept], [weight for _, weight in kept])
 
 

@@ -128,18 +128,20 @@ async def experiment_changes(
 @router.post(
     "/{key}/events",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(404, 409, 422),
+    response_class=Response,
+    responses={
+        202: {"description": "Accepted: written within a second"},
+        **problem_responses(404, 409, 422),
+    },
 )
 async def record_event(
     key: str, body: MetricEvent, experiment: RunningExperimentDep, recorder: RecorderDep
-) -> None:
+) -> Response:
     """Records a conversion or value of one of the experiment's metrics for the caller
     (the subject their flag reads target: their token's subject, else their anonymous
     id). Written within a second, not before the answer."""
     if experiment.metric(body.metric) is None:
-        metrics = sorted(
-            metric.key for metric in (*experiment.primary_metrics, *experiment.guardrail_metrics)
-        )
+        metrics = sorted(metric.key for metric in experiment.metrics())
         raise RequestValidationError(
             [
                 {
@@ -153,6 +155,7 @@ async def record_event(
     subject = api.get_transaction_context().targeting_key
     if subject:
         recorder.track(body.metric, subject, body.value)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
 @router.post("/{key}/exposures", responses=problem_responses(404, 409))

@@ -101,7 +101,7 @@ class ExperimentBody(Strict):
     # Results: always-valid (sequential) inference, safe to look at every day.
     sequential: bool = False
     # The total sample size the sequential intervals are tightest around.
-    planned_sample_size: Annotated[int, Field(ge=100)] | None = None
+    planned_sample_size: Annotated[int, Field(ge=100, le=1_000_000_000)] | None = None
     # CUPED: each subject's value of the metric in the days before the experiment started
     # as a covariate, which cuts the variance without bias.
     cuped_days: Annotated[int, Field(ge=1, le=365)] | None = None
@@ -113,6 +113,12 @@ class ExperimentBody(Strict):
         if not math.isclose(total, 1.0, abs_tol=WEIGHT_TOLERANCE):
             message = f"arm weights must add up to 1, not {total:g}"
             errors.append(error_details(("arms",), total, "weights_total", message))
+        kinds = {_json_kind(arm.served()) for arm in self.arms}
+        if len(kinds) > 1:
+            # A read of one type would get the default for the other arms' callers,
+            # without an exposure: a sample ratio mismatch built in.
+            message = f"arm values must all be of one type, not {sorted(kinds)}"
+            errors.append(error_details(("arms",), sorted(kinds), "mixed_types", message))
         seen: set[str] = set()
         for index, arm in enumerate(self.arms):
             if arm.key in seen:
@@ -134,9 +140,11 @@ class ExperimentBody(Strict):
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
+    def metrics(self) -> tuple[Metric, ...]:
+        return (*self.primary_metrics, *self.guardrail_metrics)
+
     def metric(self, key: str) -> Metric | None:
-        metrics = (*self.primary_metrics, *self.guardrail_metrics)
-        return next((metric for metric in metrics if metric.key == key), None)
+        return next((metric for metric in self.metrics() if metric.key == key), None)
 
 
 class Experiment(ExperimentBody):
@@ -164,7 +172,8 @@ class CohortBody(Strict):
     description: Annotated[str, StringConstraints(max_length=500)] = ""
     members: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
-        Field(max_length=10_000),
+        # As many as one JSON array may hold under request protection's default limit.
+        Field(max_length=1000),
     ] = []
     conditions: Annotated[list[Condition], Field(max_length=20)] = []
 
@@ -197,6 +206,17 @@ class ChangeRead(BaseModel):
     before: dict[str, JsonValue] | None
     after: dict[str, JsonValue] | None
     changed_at: datetime
+
+
+def _json_kind(value: JsonValue) -> str:
+    """The type an OpenFeature read needs for ``value`` (an arm without a value is its key)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object"
 
 
 def _error(field: str, value: object, message: str) -> ValidationError:

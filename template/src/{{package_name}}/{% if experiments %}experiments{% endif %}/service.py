@@ -7,16 +7,18 @@ apply to the version they read (optimistic concurrency), as for flags.
 What may change when:
 
 * draft: everything; ``start`` makes it running.
-* running: the hypothesis, the metrics, the coverage (raising it moves nobody between
-  arms) and the analysis options. Arms, weights, seed, namespace and audience are fixed:
-  changing them would move users between arms and bias the results (409 naming the
-  field). ``stop`` ends it: everyone reads the flag as without the experiment.
+* running: the hypothesis, and the coverage upwards (raising it moves nobody between
+  arms). Everything else is fixed (409 naming the field): arms, weights, seed, namespace
+  and audience would move users between arms, and changing the metrics or the analysis
+  options after seeing data would bias the results. ``stop`` ends it: everyone reads
+  the flag as without the experiment.
 * stopped: ``ship`` serves one arm to everyone; results stay readable.
 """
 
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import structlog
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,10 +36,23 @@ from .schemas import (
     ExperimentRead,
 )
 
+logger = structlog.stdlib.get_logger(__name__)
+
 Notify = Callable[[], Awaitable[None]]
 Kind = Literal["experiment", "cohort"]
-# Fields fixed once an experiment runs: each would move users between arms.
-FIXED_WHILE_RUNNING = ("arms", "seed", "namespace", "audience")
+# Fields fixed once an experiment runs: the first four would move users between arms, the
+# others would let the analysis be chosen after seeing the data.
+FIXED_WHILE_RUNNING = (
+    "arms",
+    "seed",
+    "namespace",
+    "audience",
+    "primary_metrics",
+    "guardrail_metrics",
+    "sequential",
+    "planned_sample_size",
+    "cuped_days",
+)
 ATTEMPTS = 5
 
 
@@ -105,10 +120,17 @@ class ExperimentService:
                 for name in FIXED_WHILE_RUNNING:
                     if getattr(current, name) != getattr(body, name):
                         raise ConflictError(
-                            f"{name} cannot change while experiment {key!r} runs: it would "
-                            "move users between arms; stop it and start a new experiment",
+                            f"{name} cannot change while experiment {key!r} runs (it would "
+                            "move users between arms or change the analysis after the "
+                            "fact); stop it and start a new experiment",
                             field=f"body.{name}",
                         )
+                if body.coverage < current.coverage:
+                    raise ConflictError(
+                        "coverage can only grow while the experiment runs: lowering it "
+                        "would drop users who were already in",
+                        field="body.coverage",
+                    )
             elif row.status != "draft":
                 raise ConflictError(f"experiment {key!r} is {row.status}; it can no longer change")
             row.definition = _body_json(body)
@@ -116,6 +138,13 @@ class ExperimentService:
         return await self._change(key, "update", change, actor)
 
     async def start(self, key: str, actor: str) -> ExperimentRead:
+        cohort = (await self.get(key)).audience.cohort
+        if cohort is not None and await self.session.get(CohortRow, cohort) is None:
+            raise ConflictError(
+                f"the audience's cohort {cohort!r} does not exist; nobody would enter",
+                field="audience.cohort",
+            )
+
         def change(row: ExperimentRow) -> None:
             if row.status != "draft":
                 raise ConflictError(
@@ -178,7 +207,7 @@ class ExperimentService:
             except StaleDataError:
                 await self.session.rollback()
                 continue
-            await self.notify()
+            await self._notify()
             return
         raise ConflictError(f"experiment {key!r} kept changing while it was being deleted; retry")
 
@@ -225,7 +254,15 @@ class ExperimentService:
             )
         )
         await self.session.commit()
-        await self.notify()
+        await self._notify()
+
+    async def _notify(self) -> None:
+        """Applies a committed change in this process now; if that fails, the change is
+        saved all the same and the sync's next poll applies it (no error for the caller)."""
+        try:
+            await self.notify()
+        except Exception:
+            logger.warning("change saved; this process applies it at its next poll", exc_info=True)
 
     async def changes(self, kind: Kind, key: str, limit: int) -> list[ChangeRead]:
         rows = await self.session.scalars(
@@ -281,6 +318,7 @@ class ExperimentService:
         raise ConflictError(f"cohort {key!r} kept changing while this change was made; retry")
 
     async def delete_cohort(self, key: str, actor: str) -> None:
+        row = await self._cohort_row(key)
         users = [
             experiment.key
             for experiment in await self.list_all()
@@ -288,7 +326,6 @@ class ExperimentService:
         ]
         if users:
             raise ConflictError(f"cohort {key!r} is the audience of {users}", field="path.key")
-        row = await self._cohort_row(key)
         before = row.definition
         await self.session.delete(row)
         try:

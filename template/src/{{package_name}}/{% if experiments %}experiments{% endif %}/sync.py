@@ -60,11 +60,7 @@ class ExperimentSync:
             self._check_soon = self._check_soon or bool(changed)
         self._observer.known(
             {experiment.key: [arm.key for arm in experiment.arms] for experiment in experiments},
-            {
-                metric.key
-                for experiment in experiments
-                for metric in (*experiment.primary_metrics, *experiment.guardrail_metrics)
-            },
+            {metric.key for experiment in experiments for metric in experiment.metrics()},
         )
         self._on_change(changed)
 
@@ -86,9 +82,14 @@ class ExperimentSync:
             self._observer.sample_ratio(key, 1.0)
         self._checked = {experiment.key for experiment in running}
         for experiment in running:
-            async with self._sessions() as session:
-                counts = await exposure_counts(session, experiment.key)
-            p_value = sample_ratio(experiment, counts)
+            try:
+                async with self._sessions() as session:
+                    counts = await exposure_counts(session, experiment.key)
+                p_value = sample_ratio(experiment, counts)
+            except Exception:
+                # One experiment's failure must not hide the others' mismatches.
+                logger.warning("sample ratio not checked", experiment=experiment.key, exc_info=True)
+                continue
             self._observer.sample_ratio(experiment.key, p_value)
             if p_value < SAMPLE_RATIO_ALARM:
                 logger.error(
@@ -98,18 +99,26 @@ class ExperimentSync:
                     p_value=p_value,
                 )
 
-    async def run(self, poll_seconds: float, sample_ratio_seconds: float) -> None:
-        next_check = time.monotonic() + sample_ratio_seconds
+    async def run(self, poll_seconds: float) -> None:
+        """Polls for changes every ``poll_seconds``."""
         while True:
             try:
                 await self._poll()
-                if self._check_soon or time.monotonic() >= next_check:
-                    self._check_soon = False
-                    next_check = time.monotonic() + sample_ratio_seconds
-                    await self.check_sample_ratios()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The database being away must not end the sync: try again next poll.
                 logger.warning("experiments not refreshed", exc_info=True)
             await asyncio.sleep(poll_seconds)
+
+    async def watch_sample_ratios(self, every_seconds: float) -> None:
+        """Checks the running experiments' sample ratio every ``every_seconds``, and at
+        once when an experiment started or stopped. A task of its own: its grouped
+        counts may take a while on a large table, and must not hold up the poll."""
+        next_check = time.monotonic()
+        while True:
+            if self._check_soon or time.monotonic() >= next_check:
+                self._check_soon = False
+                next_check = time.monotonic() + every_seconds
+                await self.check_sample_ratios()
+            await asyncio.sleep(min(1.0, every_seconds))

@@ -66,7 +66,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_experiment_metric_events_metric_subject",
         "experiment_metric_events",
-        ["metric", "subject", "occurred_at"],
+        ["metric", "subject", "occurred_at", "value"],
     )
     op.create_table(
         "experiment_changes",
