@@ -396,13 +396,7 @@ PROFILES: dict[str, Answers] = {
         "request_protection": False,
     },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
-    # Experiments on SQLite, with a provider that is not the built-in one.
-    "launchdarkly": {
-        **BASE_ANSWERS,
-        "flag_provider": "launchdarkly",
-        "metrics": False,
-        "experiments": True,
-    },
+    "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
 }
 
 # Everything switched on, for checks that want the largest render.
