@@ -475,7 +475,7 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     lint = run(["make", "lint"], project, env=env)
     assert lint.returncode == 0, command_report(lint)
     suite = ["tests/test_experiments.py", "tests/test_migrations.py"]
-    result = run([env["UV"], "run", "pytest", "-q", *suite], project, env=env)
+    result = run([env["UV"], "run", "pytest", *suite], project, env=env)
     assert_suite_passed(result, "the updated project's experiment and migration tests")
     commit_all(project, "Experiments on")
 
