@@ -22,7 +22,7 @@ from ..core.settings import Settings
 from .page import results_page
 from .results import Results, compute
 from .schemas import ExperimentRead
-from .service import ExperimentService
+from .service import ExperimentService, nothing_to_announce
 
 app = typer.Typer(
     help="List, start, stop and ship experiments; read their results.",
@@ -48,10 +48,6 @@ def _settings() -> Settings:
     return load_settings()
 
 
-async def _nothing() -> None:
-    """Nothing to announce: every worker polls the experiments table."""
-
-
 def _run(command: Callable[[ExperimentService, Settings], Awaitable[None]]) -> None:
     """Runs ``command`` with an ExperimentService on the configured database."""
     settings = _settings()
@@ -60,7 +56,7 @@ def _run(command: Callable[[ExperimentService, Settings], Awaitable[None]]) -> N
         engine = create_engine(settings.database)
         try:
             async with session_factory(engine)() as session:
-                await command(ExperimentService(session, _nothing), settings)
+                await command(ExperimentService(session, nothing_to_announce), settings)
         finally:
             await engine.dispose()
 

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..flags.targeting import Condition, error_details
+from ..flags.targeting import Condition, error_details, field_error
 
 # The key is the flag key code reads: the same pattern as flag keys.
 ExperimentKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
@@ -58,7 +58,7 @@ class Namespace(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.start >= self.end:
-            raise _error("end", self.end, "must be greater than start")
+            raise field_error("Experiment", "end", self.end, "must be greater than start")
         return self
 
 
@@ -180,7 +180,9 @@ class CohortBody(Strict):
     @model_validator(mode="after")
     def _defines_someone(self) -> Self:
         if not self.members and not self.conditions:
-            raise _error("members", self.members, "give members, conditions or both")
+            raise field_error(
+                "Experiment", "members", self.members, "give members, conditions or both"
+            )
         return self
 
 
@@ -217,9 +219,3 @@ def _json_kind(value: JsonValue) -> str:
     if isinstance(value, str):
         return "string"
     return "object"
-
-
-def _error(field: str, value: object, message: str) -> ValidationError:
-    return ValidationError.from_exception_data(
-        "Experiment", [error_details((field,), value, "value_error", message)]
-    )

@@ -56,6 +56,11 @@ FIXED_WHILE_RUNNING = (
 ATTEMPTS = 5
 
 
+async def nothing_to_announce() -> None:
+    """The ``notify`` of a service whose changes others learn by polling (the CLI), or
+    that only reads (the sync's reload)."""
+
+
 def experiment_of(row: ExperimentRow) -> ExperimentRead:
     return ExperimentRead.model_validate(
         {

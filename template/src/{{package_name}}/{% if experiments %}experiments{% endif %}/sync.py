@@ -20,13 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from .observer import ExperimentsObserver
 from .registry import ExperimentRegistry
 from .results import SAMPLE_RATIO_ALARM, exposure_counts, sample_ratio
-from .service import ExperimentService
+from .service import ExperimentService, nothing_to_announce
 
 logger = structlog.stdlib.get_logger(__name__)
-
-
-async def _nothing() -> None:
-    return None
 
 
 class ExperimentSync:
@@ -49,7 +45,7 @@ class ExperimentSync:
 
     async def reload(self) -> None:
         async with self._lock, self._sessions() as session:
-            service = ExperimentService(session, _nothing)
+            service = ExperimentService(session, nothing_to_announce)
             revision = await service.revision()
             experiments = await service.list_all()
             cohorts = await service.list_cohorts()
@@ -70,7 +66,7 @@ class ExperimentSync:
 
     async def _poll(self) -> None:
         async with self._sessions() as session:
-            revision = await ExperimentService(session, _nothing).revision()
+            revision = await ExperimentService(session, nothing_to_announce).revision()
         if revision != self._revision:
             await self.reload()
 

@@ -45,9 +45,10 @@ def error_details(
     return InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)
 
 
-def _field_error(field: str, value: object, message: str) -> ValidationError:
+def field_error(model: str, field: str, value: object, message: str) -> ValidationError:
+    """A validation error of ``model`` naming ``field``, raised from a model validator."""
     return ValidationError.from_exception_data(
-        "Condition", [error_details((field,), value, "value_error", message)]
+        model, [error_details((field,), value, "value_error", message)]
     )
 
 
@@ -74,11 +75,11 @@ class Condition(BaseModel):
             return self
         if self.operator not in ("in", "not_in"):
             message = f"{self.attribute!r} is a boolean: use in or not_in"
-            raise _field_error("operator", self.operator, message)
+            raise field_error("Condition", "operator", self.operator, message)
         wrong = [value for value in self.values if value not in BOOLEAN_TEXTS]
         if wrong:
             message = f"{self.attribute!r} is a boolean: compare it with 'true' or 'false'"
-            raise _field_error("values", wrong, message)
+            raise field_error("Condition", "values", wrong, message)
         return self
 
 
