@@ -76,9 +76,14 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=_same_as_created_at, onupdate=utcnow)
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: object, _: ConnectionPoolEntry) -> None:
+def _configure_sqlite(dbapi_connection: object, _: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead logging: readers never block a writer's commit, nor a writer the readers.
+    # In the default rollback journal, every read (a request's, a background poll's) holds
+    # a lock that a commit must wait out; under load, commits then ran into the statement
+    # timeout. Stored in the file; an in-memory database keeps its own journal.
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
@@ -130,7 +135,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "do_connect", _connect_failures_as_database_errors)
     if sqlite:
-        event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
     return engine
 
 
