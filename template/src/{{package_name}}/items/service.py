@@ -8,6 +8,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..core.errors import ConflictError, NotFoundError
 from ..core.etags import etag_for
 from ..core.representations import Representation
+from .changes import ChangeKind, ItemChange, ItemChanges
 from .models import Item
 from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
@@ -16,17 +17,23 @@ class ItemService:
     """Reads return rendered representations, so that a cached service (``cached.py``,
     with the caching slice) can answer them from its cache with the same interface."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, changes: ItemChanges | None = None) -> None:
         self._session = session
+        self._changes = changes
 
     async def create(self, data: ItemCreate, *, created_by: str) -> Item:
         item = Item(**data.model_dump(), created_by=created_by)
         self._session.add(item)
-        await self._commit(item, conflict=f"an item named {data.name!r} already exists")
+        await self._commit(
+            item, "created", conflict=f"an item named {data.name!r} already exists"
+        )
         return item
 
+    async def find(self, item_id: int) -> Item | None:
+        return await self._session.get(Item, item_id)
+
     async def get(self, item_id: int) -> Item:
-        item = await self._session.get(Item, item_id)
+        item = await self.find(item_id)
         if item is None:
             raise NotFoundError(f"item {item_id} does not exist")
         return item
@@ -72,17 +79,21 @@ class ItemService:
     async def update(self, item: Item, changes: ItemUpdate) -> Item:
         for field, value in changes.model_dump(exclude_unset=True).items():
             setattr(item, field, value)
-        await self._commit(item, conflict=f"an item named {changes.name!r} already exists")
+        await self._commit(
+            item, "updated", conflict=f"an item named {changes.name!r} already exists"
+        )
         return item
 
     async def delete(self, item: Item) -> None:
         await self._session.delete(item)
-        await self._commit(item, conflict=f"item {item.id} is still referenced")
+        await self._commit(item, "deleted", conflict=f"item {item.id} is still referenced")
 
-    async def _commit(self, item: Item, *, conflict: str) -> None:
+    async def _commit(self, item: Item, kind: ChangeKind, *, conflict: str) -> None:
         """Commits a change to ``item``; every write goes through here."""
         await self._commit_session(conflict=conflict)
         await self.committed(item)
+        if self._changes is not None:
+            self._changes.announce(ItemChange(kind, item.id, item.version))
 
     async def committed(self, item: Item) -> None:
         """Runs after each successful commit that changed ``item``, before the write

@@ -14,6 +14,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import HTTPConnection
 
 from ..errors import ForbiddenError, ProblemError, UnauthorizedError
 from ..settings import AuthSettings
@@ -42,8 +43,9 @@ async def auth_lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-async def verify_request_token(request: Request, token: str) -> Principal:
-    """The token's principal, verified once per request however many dependencies ask."""
+async def verify_request_token(request: HTTPConnection, token: str) -> Principal:
+    """The token's principal, verified once per request (or WebSocket connection) however
+    many dependencies ask."""
     # request.state lives in the ASGI scope, so middleware and dependencies share it.
     verified: dict[str, Principal] | None = getattr(request.state, "verified_tokens", None)
     if verified is None:

@@ -1,0 +1,1 @@
+"""The GraphQL API: the items over the same service layer as REST, with subscriptions."""

@@ -1,0 +1,54 @@
+"""What every resolver of one operation shares: the caller and the loaders.
+
+Built by the router for each HTTP request, and for each WebSocket connection (whose
+caller is who authenticated at ``connection_init``). Each resolver opens a session of its
+own and closes it before returning: graphql-core resolves a query's fields concurrently,
+which one session cannot serve, and a subscription's connection lives for hours and
+must not hold a database connection between events.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+from strawberry.dataloader import DataLoader
+
+from ..core.auth.principal import Principal
+from ..items.dependencies import service_for
+from ..items.models import Item
+from ..items.service import ItemService
+
+
+class GraphQLContext:
+    def __init__(self, connection: HTTPConnection, principal: Principal | None) -> None:
+        self.connection = connection
+        self.principal = principal
+        # A WebSocket client's connection_init payload (its token), set by Strawberry.
+        self.connection_params: dict[str, object] = {}
+        # Batches one operation's lookups: N items asking for their creator's count make
+        # one query, not N. Not cached between batches: counts change, and a WebSocket
+        # connection's context lives as long as it does.
+        self.item_counts = DataLoader(load_fn=self._item_counts, cache=False)
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        sessions: async_sessionmaker[AsyncSession] = self.connection.app.state.sessions
+        return sessions
+
+    @asynccontextmanager
+    async def items(self) -> AsyncIterator[ItemService]:
+        """The item service REST uses, on a session closed when the block ends."""
+        async with self.sessions() as session:
+            yield service_for(self.connection.app, session)
+
+    async def _item_counts(self, subjects: Sequence[str]) -> list[int]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Item.created_by, func.count())
+                .where(Item.created_by.in_(set(subjects)))
+                .group_by(Item.created_by)
+            )
+            counts: dict[str, int] = {subject: count for subject, count in rows}
+        return [counts.get(subject, 0) for subject in subjects]

@@ -1,0 +1,127 @@
+"""What one operation may ask for: its cost, and (optionally) which operations may run.
+
+Depth, tokens and aliases are Strawberry's own limiters (schema.py). The cost is ours:
+neither Strawberry nor graphql-core ships a cost analysis, and the packages that do are
+small and unmaintained. A field costs 1; a field with a ``first`` argument (a page)
+multiplies what is inside it by the page size, or by the largest page when the size is a
+variable (validation runs before variables are known). Fragments count where they are
+spread.
+"""
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+from strawberry.extensions import SchemaExtension
+
+from .errors import error_with_code
+
+TOO_LARGE = "OPERATION_TOO_LARGE"
+# The largest page a list field gives (items' ``first``).
+MAX_PAGE_SIZE = 100
+
+
+def _page_size(field: FieldNode) -> int:
+    for argument in field.arguments or ():
+        if argument.name.value == "first":
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                return max(1, min(int(value.value), MAX_PAGE_SIZE))
+            return MAX_PAGE_SIZE
+    return 1
+
+
+def operation_cost(
+    selections: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str] = frozenset(),
+) -> int:
+    if selections is None:
+        return 0
+    cost = 0
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value.startswith("__"):
+                continue  # __typename and introspection cost nothing extra
+            inner = operation_cost(selection.selection_set, fragments, seen)
+            cost += 1 + _page_size(selection) * inner
+        elif isinstance(selection, InlineFragmentNode):
+            cost += operation_cost(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            # A cycle is graphql-core's own validation error; count it once here.
+            if fragment is not None and name not in seen:
+                cost += operation_cost(fragment.selection_set, fragments, seen | {name})
+    return cost
+
+
+def cost_limit(max_cost: int) -> type[ValidationRule]:
+    class CostLimit(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_: object) -> None:
+            context: ValidationContext = self.context
+            fragments = {
+                definition.name.value: definition
+                for definition in context.document.definitions
+                if isinstance(definition, FragmentDefinitionNode)
+            }
+            cost = operation_cost(node.selection_set, fragments)
+            if cost > max_cost:
+                name = node.name.value if node.name else "anonymous operation"
+                context.report_error(
+                    GraphQLError(
+                        f"{name} costs {cost}, more than the {max_cost} one operation may",
+                        node,
+                        extensions={"code": TOO_LARGE, "cost": cost, "maxCost": max_cost},
+                    )
+                )
+
+    return CostLimit
+
+
+def query_hash(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()
+
+
+def read_allow_list(path: Path) -> frozenset[str]:
+    """The hashes in ``path``: one per line; blank lines and ``#`` comments are skipped."""
+    hashes = set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip().lower()
+        if not entry:
+            continue
+        if len(entry) != 64 or any(c not in "0123456789abcdef" for c in entry):
+            raise ValueError(f"{path}:{number}: {entry!r} is not a SHA-256 hex digest")
+        hashes.add(entry)
+    return frozenset(hashes)
+
+
+class PersistedQueriesOnly(SchemaExtension):
+    """Runs only the operations whose text hashes into the allow-list."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and query_hash(context.query) not in self.allowed:
+            # Set before validation, this ends the operation with the error.
+            context.pre_execution_errors = [
+                error_with_code(
+                    "this operation is not on the service's allow-list",
+                    "PERSISTED_QUERY_NOT_ALLOWED",
+                )
+            ]
+        yield

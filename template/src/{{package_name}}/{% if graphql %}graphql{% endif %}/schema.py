@@ -1,0 +1,228 @@
+"""The schema: items to query, change and follow, through the item service REST uses."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import strawberry
+from pydantic import ValidationError
+
+from ..core.errors import (
+    ForbiddenError,
+    PreconditionFailedError,
+    ProblemError,
+    UnauthorizedError,
+)
+from ..items.models import Item as ItemRow
+from ..items.schemas import ItemCreate, ItemQuery, ItemUpdate
+from .context import GraphQLContext
+from .errors import classify
+from .events import ItemEvents
+from .types import (
+    ChangeKind,
+    CreateItemInput,
+    Item,
+    ItemChanged,
+    ItemConnection,
+    ItemEdge,
+    ItemFilter,
+    ItemSort,
+    PageInfo,
+    UpdateItemInput,
+    cursor_at,
+    offset_after,
+)
+
+Info = strawberry.Info[GraphQLContext, None]
+
+class InvalidArgumentError(ProblemError):
+    status = 422
+
+
+# Names of the REST models' fields as this API calls them, for BAD_USER_INPUT's list.
+_INPUT_NAMES = {
+    "name": "input.name",
+    "description": "input.description",
+    "price_cents": "input.priceCents",
+    "quantity": "input.quantity",
+}
+_ARGUMENT_NAMES = {
+    "limit": "first",
+    "offset": "after",
+    "q": "filter.nameContains",
+    "min_price_cents": "filter.minPriceCents",
+    "max_price_cents": "filter.maxPriceCents",
+}
+
+
+def _renamed(error: ValidationError, names: dict[str, str]) -> ValidationError:
+    """The same error with the GraphQL argument names in its locations."""
+    details: list[Any] = [
+        {**detail, "loc": (names.get(str(detail["loc"][0]), detail["loc"][0]), *detail["loc"][1:])}
+        if detail["loc"]
+        else detail
+        for detail in error.errors(include_url=False)
+    ]
+    return ValidationError.from_exception_data(error.title, details)
+
+
+def _caller_may_change(info: Info, row: ItemRow, expected_version: int | None) -> None:
+    principal = info.context.principal
+    if principal is None:
+        raise UnauthorizedError("a bearer token is required", error=None)
+    # The REST routes' policy: the creator or an admin may change an item.
+    if row.created_by != principal.subject and not principal.has_roles("admin"):
+        raise ForbiddenError("only the item's creator or an admin may change it")
+    if expected_version is not None and expected_version != row.version:
+        raise PreconditionFailedError(
+            f"item {row.id} changed; it is at version {row.version}", field="expectedVersion"
+        )
+
+
+# The resolvers are functions, given to the fields below, so the types stay checkable.
+
+
+async def item(info: Info, id: int) -> Item | None:
+    async with info.context.items() as service:
+        row = await service.find(id)
+        return None if row is None else Item.of(row)
+
+
+async def items(
+    info: Info,
+    first: int = 20,
+    after: str | None = None,
+    filter: ItemFilter | None = None,
+    sort: ItemSort = ItemSort.CREATED_ASC,
+) -> ItemConnection:
+    start = 0 if after is None else offset_after(after)
+    if start is None:
+        raise InvalidArgumentError("after is not a cursor this API gave out", field="after")
+    filters = filter or ItemFilter()
+    try:
+        query = ItemQuery(
+            limit=first,
+            offset=start,
+            q=filters.name_contains,
+            min_price_cents=filters.min_price_cents,
+            max_price_cents=filters.max_price_cents,
+            sort=sort.key,
+        )
+    except ValidationError as error:
+        raise _renamed(error, _ARGUMENT_NAMES) from None
+    async with info.context.items() as service:
+        rows, total = await service.list(query)
+    edges = [
+        ItemEdge(cursor=cursor_at(start + index), node=Item.of(row))
+        for index, row in enumerate(rows)
+    ]
+    return ItemConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=start + len(rows) < total,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )
+
+
+async def create_item(info: Info, input: CreateItemInput) -> Item:
+    principal = info.context.principal
+    if principal is None:
+        raise UnauthorizedError("a bearer token is required", error=None)
+    try:
+        data = ItemCreate.model_validate(
+            {
+                "name": input.name,
+                "description": input.description,
+                "price_cents": input.price_cents,
+                "quantity": input.quantity,
+            }
+        )
+    except ValidationError as error:
+        raise _renamed(error, _INPUT_NAMES) from None
+    async with info.context.items() as service:
+        row = await service.create(data, created_by=principal.subject)
+        return Item.of(row)
+
+
+async def update_item(
+    info: Info, id: int, input: UpdateItemInput, expected_version: int | None = None
+) -> Item:
+    fields = {name: value for name, value in vars(input).items() if value is not strawberry.UNSET}
+    try:
+        changes = ItemUpdate.model_validate(fields)
+    except ValidationError as error:
+        raise _renamed(error, _INPUT_NAMES) from None
+    async with info.context.items() as service:
+        row = await service.get(id)
+        _caller_may_change(info, row, expected_version)
+        return Item.of(await service.update(row, changes))
+
+
+async def delete_item(info: Info, id: int, expected_version: int | None = None) -> int:
+    async with info.context.items() as service:
+        row = await service.get(id)
+        _caller_may_change(info, row, expected_version)
+        await service.delete(row)
+    return id
+
+
+async def item_changed(info: Info, id: int | None = None) -> AsyncIterator[ItemChanged]:
+    events: ItemEvents = info.context.connection.app.state.graphql_events
+    async for change in events.changes():
+        if id is not None and change.item_id != id:
+            continue
+        changed = None
+        if change.kind != "deleted":
+            async with info.context.items() as service:
+                row = await service.find(change.item_id)
+            changed = None if row is None else Item.of(row)
+        yield ItemChanged(
+            kind=ChangeKind(change.kind), id=change.item_id, version=change.version, item=changed
+        )
+
+
+@strawberry.type
+class Query:
+    item: Item | None = strawberry.field(
+        resolver=item, description="One item, or null when there is none with this id."
+    )
+    items: ItemConnection = strawberry.field(
+        resolver=items, description="Items a page at a time, filtered and sorted as in REST."
+    )
+
+
+@strawberry.type
+class Mutation:
+    create_item: Item = strawberry.mutation(
+        resolver=create_item, description="Creates an item; the caller becomes its creator."
+    )
+    update_item: Item = strawberry.mutation(
+        resolver=update_item,
+        description="Changes the fields given. With expectedVersion, only if the item is "
+        "still at that version (PRECONDITION_FAILED otherwise).",
+    )
+    delete_item: int = strawberry.mutation(
+        resolver=delete_item, description="Deletes an item; returns its id."
+    )
+
+
+@strawberry.type
+class Subscription:
+    item_changed: AsyncIterator[ItemChanged] = strawberry.subscription(
+        resolver=item_changed,
+        description="Every committed change to items (or to the one with this id), "
+        "whichever API made it.",
+    )
+
+
+class ServiceSchema(strawberry.Schema):
+    """Gives every error its code and masks the unexpected (errors.py) instead of
+    Strawberry's logging of each error's traceback."""
+
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        for error in errors:
+            classify(error)
+

@@ -1,0 +1,154 @@
+"""The GraphQL types: the items as REST shows them, in GraphQL's naming."""
+
+import base64
+import binascii
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from ..items.models import Item as ItemRow
+from ..items.schemas import SortKey
+from .permissions import AdminOnly
+
+
+@strawberry.type(description="Someone who created items.")
+class Creator:
+    subject: str
+    item_count: int = strawberry.field(description="Items this subject created, all told.")
+
+
+async def resolve_creator(root: "Item", info: strawberry.Info) -> Creator | None:
+    count: int = await info.context.item_counts.load(root.created_by)
+    return Creator(subject=root.created_by, item_count=count)
+
+
+@strawberry.type(description="An item, as GET /api/v1/items/{id} sends it.")
+class Item:
+    id: int
+    name: str
+    description: str | None
+    price_cents: int
+    quantity: int
+    created_by: str
+    version: int = strawberry.field(
+        description="Changes with every update; send it back as expectedVersion."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    # Nullable: a caller who may not read it still gets the rest of the item.
+    creator: Creator | None = strawberry.field(
+        resolver=resolve_creator,
+        description="Who created the item and how many items they made (admins only).",
+        permission_classes=[AdminOnly],
+    )
+
+    @classmethod
+    def of(cls, row: ItemRow) -> "Item":
+        return cls(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            price_cents=row.price_cents,
+            quantity=row.quantity,
+            created_by=row.created_by,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.enum(description="The orders of GET /api/v1/items?sort=")
+class ItemSort(Enum):
+    NAME_ASC = "name"
+    NAME_DESC = "-name"
+    PRICE_ASC = "price_cents"
+    PRICE_DESC = "-price_cents"
+    CREATED_ASC = "created_at"
+    CREATED_DESC = "-created_at"
+
+    @property
+    def key(self) -> SortKey:
+        key: SortKey = self.value
+        return key
+
+
+@strawberry.input(description="Filters of GET /api/v1/items; all given must match.")
+class ItemFilter:
+    name_contains: str | None = strawberry.field(default=None, description="Any case.")
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+
+
+@strawberry.type
+class ItemEdge:
+    cursor: str
+    node: Item
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of items (the Relay connection form).")
+class ItemConnection:
+    edges: list[ItemEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.input
+class CreateItemInput:
+    name: str
+    price_cents: int
+    description: str | None = None
+    quantity: int = 0
+
+
+@strawberry.input(description="The fields to change; those left out keep their value.")
+class UpdateItemInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    price_cents: int | None = strawberry.UNSET
+    quantity: int | None = strawberry.UNSET
+
+
+@strawberry.enum
+class ChangeKind(Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+@strawberry.type(description="An item was created, updated or deleted (through any API).")
+class ItemChanged:
+    kind: ChangeKind
+    id: int
+    version: int
+    item: Item | None = strawberry.field(description="Its state now; null once deleted.")
+
+
+# Cursors are opaque to clients: the position in the ordered, filtered list, as REST's
+# offset. Base64 keeps clients from building them; the prefix from confusing other ids.
+_CURSOR_PREFIX = "item-offset:"
+
+
+def cursor_at(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{offset}".encode()).decode()
+
+
+def offset_after(cursor: str) -> int | None:
+    """The offset following ``cursor``, or None when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+    except (UnicodeError, binascii.Error, ValueError):
+        return None
+    number = text.removeprefix(_CURSOR_PREFIX)
+    if number == text or not number.isdigit() or len(number) > 9:
+        return None
+    return int(number) + 1
