@@ -44,6 +44,7 @@ DOMAINS: dict[str, list[Any]] = {
     "circuit_breakers": [False, True],
     "caching": [False, True],
     "request_protection": [False, True],
+    "graphql": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -229,6 +230,10 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/prometheus/tests/protection.test.yml": lambda a: bool(
         a["request_protection"] and a["metrics"]
     ),
+    "src/{package_name}/graphql": lambda a: bool(a["graphql"]),
+    "src/{package_name}/graphql/redis_relay.py": lambda a: bool(a["graphql"] and a["redis"]),
+    "tests/test_graphql.py": lambda a: bool(a["graphql"]),
+    "docs/graphql.md": lambda a: bool(a["graphql"]),
     "src/{package_name}/experiments": lambda a: bool(a["feature_flags"] and a["experiments"]),
     "src/{package_name}/experiments/metrics.py": lambda a: bool(
         a["feature_flags"] and a["experiments"] and a["metrics"]

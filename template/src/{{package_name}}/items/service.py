@@ -24,9 +24,7 @@ class ItemService:
     async def create(self, data: ItemCreate, *, created_by: str) -> Item:
         item = Item(**data.model_dump(), created_by=created_by)
         self._session.add(item)
-        await self._commit(
-            item, "created", conflict=f"an item named {data.name!r} already exists"
-        )
+        await self._commit(item, "created", conflict=f"an item named {data.name!r} already exists")
         return item
 
     async def find(self, item_id: int) -> Item | None:

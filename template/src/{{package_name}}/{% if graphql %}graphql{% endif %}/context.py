@@ -50,5 +50,5 @@ class GraphQLContext:
                 .where(Item.created_by.in_(set(subjects)))
                 .group_by(Item.created_by)
             )
-            counts: dict[str, int] = {subject: count for subject, count in rows}
+            counts: dict[str, int] = dict(rows.all())
         return [counts.get(subject, 0) for subject in subjects]

@@ -29,6 +29,10 @@ CODES_BY_STATUS = {
     503: "SERVICE_UNAVAILABLE",
 }
 INTERNAL = "INTERNAL_SERVER_ERROR"
+TOO_LARGE = "OPERATION_TOO_LARGE"
+# Strawberry's depth and alias limiters and graphql-core's token limit report plain
+# errors; their messages are what tells them apart (tests/test_graphql.py checks them).
+_LIMIT_MESSAGES = ("exceeds maximum operation depth", " aliases found. Allowed: ", " tokens.")
 UNEXPECTED_MESSAGE = "Internal server error."
 
 
@@ -50,10 +54,15 @@ def classify(error: GraphQLError) -> str:
     original = error.original_error
     if "code" in extensions:
         code: str = extensions["code"]
+    elif original is None and any(part in error.message for part in _LIMIT_MESSAGES):
+        code = TOO_LARGE
     elif original is None:
         # graphql-core's own: the document does not parse, or does not fit the schema.
         syntax = isinstance(error, GraphQLSyntaxError)
         code = "GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"
+    elif isinstance(original, GraphQLError):
+        # graphql-core's coercion of the variables: a value the declared type refuses.
+        code = "BAD_USER_INPUT"
     elif isinstance(original, ProblemError):
         code = CODES_BY_STATUS.get(original.status, "BAD_REQUEST")
         if original.field is not None:

@@ -57,9 +57,7 @@ class ItemEvents:
             while True:
                 if subscription.queue.empty():
                     received = asyncio.ensure_future(subscription.queue.get())
-                    await asyncio.wait(
-                        (received, overflowed), return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await asyncio.wait((received, overflowed), return_when=asyncio.FIRST_COMPLETED)
                     if not received.done():
                         received.cancel()
                         raise SlowConsumerError(self._buffer)
@@ -72,4 +70,3 @@ class ItemEvents:
         finally:
             overflowed.cancel()
             self._subscriptions.discard(subscription)
-

@@ -26,9 +26,8 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from .errors import error_with_code
+from .errors import TOO_LARGE, error_with_code
 
-TOO_LARGE = "OPERATION_TOO_LARGE"
 # The largest page a list field gives (items' ``first``).
 MAX_PAGE_SIZE = 100
 

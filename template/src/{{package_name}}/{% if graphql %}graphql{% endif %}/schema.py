@@ -34,6 +34,7 @@ from .types import (
 
 Info = strawberry.Info[GraphQLContext, None]
 
+
 class InvalidArgumentError(ProblemError):
     status = 422
 
@@ -225,4 +226,3 @@ class ServiceSchema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         for error in errors:
             classify(error)
-
