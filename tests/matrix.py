@@ -390,6 +390,7 @@ PROFILES: dict[str, Answers] = {
         "redis": True,
         "trace_backend": "tempo",
         "experiments": True,
+        "graphql": True,
     },
     "bare": {
         **BASE_ANSWERS,

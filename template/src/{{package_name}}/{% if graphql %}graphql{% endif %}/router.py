@@ -1,5 +1,6 @@
 """``/graphql``: queries and mutations over HTTP, subscriptions over a WebSocket."""
 
+import json
 from typing import Any
 
 # Strawberry's views refuse a request (a body that is not JSON, a method GraphQL does
@@ -24,7 +25,7 @@ _REQUEST_SCHEMA: dict[str, Any] = {
         "extensions": {"type": ["object", "null"]},
     },
 }
-_RESULT = {
+_RESULT: dict[str, Any] = {
     "description": "The result: data, and errors each with extensions.code",
     "content": {
         "application/json": {
@@ -47,6 +48,15 @@ def _view(request: Request | WebSocket) -> GraphQLView:
 
 
 async def _run(request: Request) -> Response:
+    if request.method == "POST" and "json" in request.headers.get("content-type", ""):
+        # Strawberry reads any JSON body as an object; refuse the rest here, plainly.
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            detail = "the body must be a JSON object with a 'query'"
+            return problem_response(400, detail, instance=request.url.path)
     try:
         return await _view(request).run(request)
     except RefusedByView as refusal:
@@ -56,11 +66,18 @@ async def _run(request: Request) -> Response:
 @router.get(
     PATH,
     summary="Run a query given in the URL, or open GraphiQL (when enabled)",
-    responses={200: _RESULT, **problem_responses(400, 401, 404, 405)},
+    responses={
+        200: {
+            **_RESULT,
+            "content": {**_RESULT["content"], "text/html": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(400, 401, 404, 405),
+    },
     response_class=Response,
     openapi_extra={
         "parameters": [
-            {"name": "query", "in": "query", "schema": {"type": "string"}},
+            # Without a query, a browser gets GraphiQL (when enabled).
+            {"name": "query", "in": "query", "schema": {"type": "string", "minLength": 1}},
             {"name": "variables", "in": "query", "schema": {"type": "string"}},
             {"name": "operationName", "in": "query", "schema": {"type": "string"}},
         ]
