@@ -4,7 +4,8 @@ Depth, tokens and aliases are Strawberry's own limiters (schema.py). The cost is
 neither Strawberry nor graphql-core ships a cost analysis, and the packages that do are
 small and unmaintained. A field costs 1; a field with a ``first`` argument (a page)
 multiplies what is inside it by the page size, or by the largest page when the size is a
-variable (validation runs before variables are known). Fragments count where they are
+variable (validation runs before variables are known), or by its default page when
+``first`` is left out. Fragments count where they are
 spread.
 """
 
@@ -32,6 +33,10 @@ from .errors import TOO_LARGE, error_with_code
 MAX_PAGE_SIZE = 100
 
 
+# List fields and the page they give when ``first`` is left out.
+DEFAULT_PAGE_SIZES = {"items": 20}
+
+
 def _page_size(field: FieldNode) -> int:
     for argument in field.arguments or ():
         if argument.name.value == "first":
@@ -39,7 +44,7 @@ def _page_size(field: FieldNode) -> int:
             if isinstance(value, IntValueNode):
                 return max(1, min(int(value.value), MAX_PAGE_SIZE))
             return MAX_PAGE_SIZE
-    return 1
+    return DEFAULT_PAGE_SIZES.get(field.name.value, 1)
 
 
 def operation_cost(

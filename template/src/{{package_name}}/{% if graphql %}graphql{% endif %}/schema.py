@@ -163,6 +163,12 @@ async def update_item(
 
 
 async def delete_item(info: Info, id: int, expected_version: int | None = None) -> int:
+    principal = info.context.principal
+    if principal is None:
+        raise UnauthorizedError("a bearer token is required", error=None)
+    # As REST's DELETE: admins only.
+    if not principal.has_roles("admin"):
+        raise ForbiddenError("only admins may delete items")
     async with info.context.items() as service:
         row = await service.get(id)
         _caller_may_change(info, row, expected_version)
@@ -206,7 +212,7 @@ class Mutation:
         "still at that version (PRECONDITION_FAILED otherwise).",
     )
     delete_item: int = strawberry.mutation(
-        resolver=delete_item, description="Deletes an item; returns its id."
+        resolver=delete_item, description="Deletes an item (admins only); returns its id."
     )
 
 
