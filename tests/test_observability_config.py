@@ -137,6 +137,8 @@ class Variant:
             and answers["tracing"] == self.tracing
             and answers.get("trace_backend") == self.trace_backend
             and answers["feature_flags"] == self.feature_flags
+            # The built-in provider's: flagd's adds a compose service of its own.
+            and answers.get("flag_provider", "builtin") == "builtin"
             # The slices with rules of their own are on: the variants differ only in the
             # monitoring stack (test_rules_are_the_same_in_every_render).
             and all(answers.get(name, True) for name in SLICES_WITH_RULES)

@@ -7,11 +7,12 @@ resubscribes and reads the current state). Publishing never waits.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from graphql import GraphQLError
 
 from ..items.changes import ItemChange
+from .observer import GraphQLObserver, QuietObserver
 
 
 class SlowConsumerError(GraphQLError):
@@ -29,10 +30,10 @@ class _Subscription:
 
 
 class ItemEvents:
-    def __init__(self, buffer: int, on_overflow: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, buffer: int, observer: GraphQLObserver | None = None) -> None:
         self._buffer = buffer
         self._subscriptions: set[_Subscription] = set()
-        self._on_overflow = on_overflow
+        self._observer = observer or QuietObserver()
 
     @property
     def subscribers(self) -> int:
@@ -46,12 +47,13 @@ class ItemEvents:
                 subscription.queue.put_nowait(change)
             except asyncio.QueueFull:
                 subscription.overflowed.set()
-                self._on_overflow()
+                self._observer.slow_consumer()
 
     async def changes(self) -> AsyncIterator[ItemChange]:
         """Every change delivered from now until the caller stops iterating."""
         subscription = _Subscription(self._buffer)
         self._subscriptions.add(subscription)
+        self._observer.subscriptions(+1)
         overflowed = asyncio.ensure_future(subscription.overflowed.wait())
         try:
             while True:
@@ -70,3 +72,4 @@ class ItemEvents:
         finally:
             overflowed.cancel()
             self._subscriptions.discard(subscription)
+            self._observer.subscriptions(-1)

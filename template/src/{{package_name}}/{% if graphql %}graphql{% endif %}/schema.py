@@ -232,3 +232,9 @@ class ServiceSchema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         for error in errors:
             classify(error)
+
+
+def schema_text() -> str:
+    """The schema in GraphQL's own language, as ``graphql export`` writes it."""
+    schema = ServiceSchema(query=Query, mutation=Mutation, subscription=Subscription)
+    return schema.as_str() + "\n"
