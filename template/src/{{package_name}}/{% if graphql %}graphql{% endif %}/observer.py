@@ -59,21 +59,29 @@ class OperationNames:
         return name
 
 
-def outcome_of(result: object) -> str:
-    """``ok``; ``error`` when it ran with errors; ``refused`` when it never ran."""
-    if not isinstance(result, (ExecutionResult, GraphQLExecutionResult)):
-        return "ok"
-    if not result.errors:
-        return "ok"
-    return "refused" if result.data is None else "error"
+def outcome_of(result: object, refused: bool) -> str:
+    """``refused`` when parsing, validation or a limit stopped it; ``error`` when it ran
+    and some field failed; ``ok`` otherwise."""
+    if refused:
+        return "refused"
+    if isinstance(result, (ExecutionResult, GraphQLExecutionResult)) and result.errors:
+        return "error"
+    return "ok"
 
 
 class OperationObserver(SchemaExtension):
     def __init__(self, *, observer: GraphQLObserver, names: OperationNames) -> None:
         self._observer = observer
         self._names = names
+        self._executed = False
+
+    def on_execute(self) -> Iterator[None]:
+        # Reached only once parsing, validation and the limits let the operation run.
+        self._executed = True
+        yield
 
     def on_operation(self) -> Iterator[None]:
+        self._executed = False
         started = time.perf_counter()
         yield
         context = self.execution_context
@@ -84,6 +92,6 @@ class OperationObserver(SchemaExtension):
         self._observer.operation(
             self._names.label(context.operation_name),
             kind,
-            outcome_of(context.result),
+            outcome_of(context.result, refused=not self._executed),
             time.perf_counter() - started,
         )
