@@ -235,6 +235,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "src/{package_name}/graphql/metrics.py": lambda a: bool(a["graphql"] and a["metrics"]),
     "src/{package_name}/graphql/tracing.py": lambda a: bool(a["graphql"] and a["tracing"]),
     "schema.graphql": lambda a: bool(a["graphql"]),
+    "observability/grafana/dashboards/graphql.json": lambda a: bool(a["graphql"] and a["metrics"]),
     "tests/test_graphql.py": lambda a: bool(a["graphql"]),
     "docs/graphql.md": lambda a: bool(a["graphql"]),
     "src/{package_name}/experiments": lambda a: bool(a["feature_flags"] and a["experiments"]),

@@ -104,6 +104,17 @@ EXPERIMENTS_METRICS = frozenset(
         "app_experiments_flush_seconds_sum",
     }
 )
+# With graphql: the GraphQL slice's (its dashboard reads them).
+GRAPHQL_METRICS = frozenset(
+    {
+        "app_graphql_operations_total",
+        "app_graphql_operation_seconds_bucket",
+        "app_graphql_operation_seconds_count",
+        "app_graphql_operation_seconds_sum",
+        "app_graphql_subscriptions",
+        "app_graphql_slow_consumers_total",
+    }
+)
 EXPERIMENTS_ALERTS = frozenset(
     {"AppExperimentSampleRatioMismatch", "AppExperimentExposuresDropped"}
 )
@@ -139,6 +150,8 @@ class Variant:
             and answers["feature_flags"] == self.feature_flags
             # The built-in provider's: flagd's adds a compose service of its own.
             and answers.get("flag_provider", "builtin") == "builtin"
+            # GraphQL (off by default) on: its dashboard is checked with the others.
+            and answers.get("graphql", False)
             # The slices with rules of their own are on: the variants differ only in the
             # monitoring stack (test_rules_are_the_same_in_every_render).
             and all(answers.get(name, True) for name in SLICES_WITH_RULES)
@@ -159,6 +172,7 @@ class Variant:
             data["trace_backend"] = self.trace_backend
         if self.feature_flags:
             data["experiments"] = True  # off by default
+        data["graphql"] = True  # off by default
         return f"observability-{self.id}", data
 
 
@@ -194,7 +208,8 @@ def exported_metrics(project: Path) -> frozenset[str]:
     caching = CACHING_METRICS if answers.get("caching") else frozenset()
     protection = PROTECTION_METRICS if answers.get("request_protection") else frozenset()
     experiments = EXPERIMENTS_METRICS if answers.get("experiments") else frozenset()
-    return SERVICE_METRICS | flags | outbound | caching | protection | experiments
+    graphql = GRAPHQL_METRICS if answers.get("graphql") else frozenset()
+    return SERVICE_METRICS | flags | outbound | caching | protection | experiments | graphql
 
 
 def tool(name: str) -> str:
@@ -864,6 +879,23 @@ def test_experiments_dashboard_and_alerts_come_with_the_experiments_slice(
         assert read - {"app_build_info"} == EXPERIMENTS_METRICS - histogram_totals, sorted(read)
     else:
         assert not EXPERIMENTS_ALERTS & alerts, sorted(alerts)
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_the_graphql_dashboard_reads_the_graphql_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    boards = dashboards(render_of(variant, renders))
+    read = {
+        name
+        for _, expr in dashboard_queries(boards["graphql.json"])
+        for name in metric_names(substitute_grafana_variables(expr))
+    }
+    histogram_totals = {
+        "app_graphql_operation_seconds_count",
+        "app_graphql_operation_seconds_sum",
+    }
+    assert read - {"app_build_info"} == GRAPHQL_METRICS - histogram_totals, sorted(read)
 
 
 def test_a_service_without_experiments_has_no_experiments_dashboard_nor_alerts(

@@ -60,8 +60,9 @@ def classify(error: GraphQLError) -> str:
         # graphql-core's own: the document does not parse, or does not fit the schema.
         syntax = isinstance(error, GraphQLSyntaxError)
         code = "GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"
-    elif isinstance(original, GraphQLError):
-        # graphql-core's coercion of the variables: a value the declared type refuses.
+    elif isinstance(original, GraphQLError) and error.path is None:
+        # graphql-core's coercion of the variables (no field's path): a value the declared
+        # type refuses.
         code = "BAD_USER_INPUT"
     elif isinstance(original, ProblemError):
         code = CODES_BY_STATUS.get(original.status, "BAD_REQUEST")

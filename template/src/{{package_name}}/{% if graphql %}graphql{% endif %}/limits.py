@@ -25,7 +25,9 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
+from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from .errors import TOO_LARGE, error_with_code
 
@@ -110,6 +112,25 @@ def read_allow_list(path: Path) -> frozenset[str]:
             raise ValueError(f"{path}:{number}: {entry!r} is not a SHA-256 hex digest")
         hashes.add(entry)
     return frozenset(hashes)
+
+
+class SubscriptionsOverWebSocketsOnly(SchemaExtension):
+    """Refuses a subscription sent over HTTP, plainly: Strawberry would run it as a
+    field and fail it as an internal error."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            subscription = context.operation_type is OperationType.SUBSCRIPTION
+        except RuntimeError:  # no such operation: validation says so
+            subscription = False
+        if subscription and not isinstance(context.context.connection, WebSocket):
+            context.pre_execution_errors = [
+                error_with_code(
+                    "subscriptions run over a WebSocket (graphql-transport-ws)", "BAD_REQUEST"
+                )
+            ]
+        yield
 
 
 class PersistedQueriesOnly(SchemaExtension):

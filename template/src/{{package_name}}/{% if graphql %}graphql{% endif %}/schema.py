@@ -179,16 +179,10 @@ async def delete_item(info: Info, id: int, expected_version: int | None = None) 
 async def item_changed(info: Info, id: int | None = None) -> AsyncIterator[ItemChanged]:
     events: ItemEvents = info.context.connection.app.state.graphql_events
     async for change in events.changes():
-        if id is not None and change.item_id != id:
-            continue
-        changed = None
-        if change.kind != "deleted":
-            async with info.context.items() as service:
-                row = await service.find(change.item_id)
-            changed = None if row is None else Item.of(row)
-        yield ItemChanged(
-            kind=ChangeKind(change.kind), id=change.item_id, version=change.version, item=changed
-        )
+        if id is None or change.item_id == id:
+            yield ItemChanged(
+                kind=ChangeKind(change.kind), id=change.item_id, version=change.version
+            )
 
 
 @strawberry.type

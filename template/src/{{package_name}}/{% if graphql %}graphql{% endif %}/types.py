@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from enum import Enum
 
@@ -125,17 +126,31 @@ class ChangeKind(Enum):
     DELETED = "deleted"
 
 
+async def resolve_changed_item(root: "ItemChanged", info: strawberry.Info) -> Item | None:
+    # Read only when asked for, on its own: a failed read nulls this field of this event,
+    # and the subscription carries on.
+    if root.kind is ChangeKind.DELETED:
+        return None
+    async with info.context.items() as service:
+        row = await service.find(root.id)
+    return None if row is None else Item.of(row)
+
+
 @strawberry.type(description="An item was created, updated or deleted (through any API).")
 class ItemChanged:
     kind: ChangeKind
     id: int
     version: int
-    item: Item | None = strawberry.field(description="Its state now; null once deleted.")
+    item: Item | None = strawberry.field(
+        resolver=resolve_changed_item, description="Its state now; null once deleted."
+    )
 
 
 # Cursors are opaque to clients: the position in the ordered, filtered list, as REST's
 # offset. Base64 keeps clients from building them; the prefix from confusing other ids.
 _CURSOR_PREFIX = "item-offset:"
+# ASCII digits only: str.isdigit() would take other scripts' digits too.
+_OFFSET = re.compile(r"[0-9]{1,9}")
 
 
 def cursor_at(offset: int) -> str:
@@ -149,6 +164,6 @@ def offset_after(cursor: str) -> int | None:
     except (UnicodeError, binascii.Error, ValueError):
         return None
     number = text.removeprefix(_CURSOR_PREFIX)
-    if number == text or not number.isdigit() or len(number) > 9:
+    if number == text or not _OFFSET.fullmatch(number):
         return None
     return int(number) + 1

@@ -38,10 +38,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection becomes a WebSocket's (GraphQL subscriptions): no request headers
+        # will follow, and it may rightly stay quiet for hours.
+        self._cancel_header_deadline()
+        super().handle_websocket_upgrade()
+
+    def _cancel_header_deadline(self) -> None:
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
-        super().connection_lost(exc)
 
     def _arm_header_deadline(self) -> None:
         if self._header_deadline is not None:
@@ -56,8 +65,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_deadline = None
         # No request in progress: the next one's headers have not all arrived.
         waiting_for_headers = self.cycle is None or self.cycle.response_complete
-        if self.transport.is_closing():
-            return
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or upgraded to another protocol (a WebSocket)
         if self.transport.get_write_buffer_size():
             # Still sending the last response to a slow reader: not a slow request.
             self._arm_header_deadline()
