@@ -495,6 +495,45 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     run_in(project, "make", "lint")
 
 
+def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service with its own model and revision switches GraphQL on (the schema file
+    matching the code, the slice's tests passing over the user's items), then off again:
+    the slice's files go, the user's code stays."""
+    project = generate(template_repo, tmp_path / "svc")
+    slug = read_answers(project)["project_slug"]
+    package = project / "src" / read_answers(project)["package_name"]
+    add_user_model_and_revision(project)
+    run_in(project, slug, "migrate")
+    service, _ = edit_user_code(project)
+    commit_all(project, "Item notes")
+
+    switch_on(project, {"graphql": True})
+
+    assert read_answers(project)["graphql"] is True
+    assert (package / "graphql" / "schema.py").is_file()
+    assert "graphql_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    env = project_tools_env(read_answers(project), {})
+    assert run([env["UV"], "lock"], project, env=env).returncode == 0
+    lint = run(["make", "lint"], project, env=env)
+    assert lint.returncode == 0, command_report(lint)
+    check = run([env["UV"], "run", slug, "graphql", "check"], project, env=env)
+    assert check.returncode == 0, command_report(check)
+    result = run([env["UV"], "run", "pytest", "tests/test_graphql.py"], project, env=env)
+    assert_suite_passed(result, "the updated project's GraphQL tests")
+    commit_all(project, "GraphQL on")
+
+    switch_on(project, {"graphql": False})
+
+    for path in (package / "graphql", project / "schema.graphql", project / "docs/graphql.md"):
+        assert not path.exists(), f"{path.relative_to(project)} left behind"
+    assert "graphql" not in (package / "main.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
     outbound calls, caching and request protection, with user code, switches them all off: each
@@ -509,6 +548,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "circuit_breakers": True,
         "caching": True,
         "request_protection": True,
+        "graphql": True,
     }
     project = generate(template_repo, tmp_path / "svc", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -529,6 +569,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             project / "tests" / "fixtures" / "caching.py",
         ],
         "request_protection": [package / "protection", project / "tests" / "test_protection.py"],
+        "graphql": [
+            package / "graphql",
+            project / "schema.graphql",
+            project / "docs" / "graphql.md",
+        ],
     }
     for paths in owned.values():
         for path in paths:
@@ -554,6 +599,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "outbound_slice",
         "caching_slice",
         "protection_slice",
+        "graphql_slice",
     )
     for name in slice_names:
         assert name not in main, f"main.py still lists {name}"

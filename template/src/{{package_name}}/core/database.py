@@ -13,7 +13,6 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from .health import readiness_checks
@@ -76,15 +75,27 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=_same_as_created_at, onupdate=utcnow)
 
 
-def _configure_sqlite(dbapi_connection: object, _: ConnectionPoolEntry) -> None:
+def configure_sqlite(dbapi_connection: object, _: object = None) -> None:
+    """Run on each new SQLite connection (the service's and the migrations')."""
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     # Write-ahead logging: readers never block a writer's commit, nor a writer the readers.
     # In the default rollback journal, every read (a request's, a background poll's) holds
     # a lock that a commit must wait out; under load, commits then ran into the statement
-    # timeout. Stored in the file; an in-memory database keeps its own journal.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # timeout. The mode is stored in the file, and `migrate` sets it first; switching
+    # needs the file to itself (refused at once while another connection writes), so it
+    # is asked for only when the file is not in it yet. In-memory databases keep theirs.
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] not in ("wal", "memory"):
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def sqlite_configured(engine: AsyncEngine) -> AsyncEngine:
+    """``engine``, configured as the service's own when it is SQLite's."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", configure_sqlite)
+    return engine
 
 
 def _connect_failures_as_database_errors(
@@ -134,9 +145,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "do_connect", _connect_failures_as_database_errors)
-    if sqlite:
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
-    return engine
+    return sqlite_configured(engine)
 
 
 # Seconds a client is asked to wait before retrying a request the database could not serve.

@@ -13,6 +13,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ..core.database import sqlite_configured
 from ..core.settings import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).parent
@@ -71,7 +72,9 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
 
 async def _read_revisions(url: str) -> tuple[str, ...]:
     # The same engine as env.py's: no pool outlives this one read.
-    engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
+    engine = sqlite_configured(
+        create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
+    )
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(_current_heads)

@@ -1,0 +1,132 @@
+"""A GraphQL item query next to the equivalent REST call, in the same run.
+
+Renders the service with the GraphQL slice from a snapshot of the working tree as run.py
+does, with the caching slice on (the defaults) and off, installs, migrates and seeds each,
+and loads with wrk, one after the other on the same server:
+
+* ``GET /api/v1/items/{id}``: the REST read;
+* ``GET /graphql?query={ item(id: ...) { every field } }``: the same item through GraphQL
+  (a GET, so wrk's one script serves both), the same fields as the REST body.
+
+Every seeded item is read once through REST before the rows, so the cached profile's REST
+row answers from a warm cache. Goal: the GraphQL query at 0.7 of REST's RPS or more.
+
+Needs wrk. Run from the repository root::
+
+    uv run python benchmarks/graphql.py [--duration 10] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RATIO_GOAL = 0.7
+FIELDS = "id name description priceCents quantity createdBy version createdAt updatedAt"
+# wrk.lua puts each seeded id where "{id}" stands; the query's own braces are escaped.
+GRAPHQL_PATH = "/graphql?query=" + urllib.parse.quote("{ item(id: ", safe="") + "{id}"
+GRAPHQL_PATH += urllib.parse.quote(") { " + FIELDS + " } }", safe="")
+TARGETS = [("rest item", "/api/v1/items/{id}"), ("graphql item", GRAPHQL_PATH)]
+
+
+def profiles() -> list[Any]:
+    import run as harness  # benchmarks/run.py: render, install, serve, load, tables
+
+    quiet = {**harness.BASE_ANSWERS, "metrics": False, "tracing": False, "graphql": True}
+    return [
+        harness.Profile("graphql", quiet),
+        harness.Profile("graphql-uncached", {**quiet, "caching": False}),
+    ]
+
+
+def warm(base_url: str, ids: Sequence[int]) -> None:
+    for item_id in ids:
+        with urllib.request.urlopen(f"{base_url}/api/v1/items/{item_id}", timeout=10) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"GET /api/v1/items/{item_id}: {answer.status}")
+    query = GRAPHQL_PATH.replace("{id}", str(ids[0]))
+    with urllib.request.urlopen(f"{base_url}{query}", timeout=10) as answer:
+        body = answer.read().decode()
+        if answer.status != 200 or '"errors"' in body:
+            raise RuntimeError(f"the GraphQL query failed: {body}")
+
+
+def ratio_table(results: Sequence[Any]) -> str:
+    lines = [
+        "| profile | REST RPS | GraphQL RPS | GraphQL / REST | goal |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    by_profile: dict[str, dict[str, Any]] = {}
+    for result in results:
+        by_profile.setdefault(result.target.profile, {})[result.target.name] = result
+    for profile, rows in by_profile.items():
+        rest, graphql = rows["rest item"].stats.rps, rows["graphql item"].stats.rps
+        ratio = graphql / rest if rest else 0.0
+        verdict = "met" if ratio >= RATIO_GOAL else "missed"
+        lines.append(
+            f"| {profile} | {rest:.0f} | {graphql:.0f} | {ratio:.2f} | ≥ {RATIO_GOAL} {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per row")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--keep", action="store_true", help="keep the renders")
+    arguments = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as harness
+    from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
+
+    options = harness.Options(
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        connections=arguments.connections,
+        keep=arguments.keep,
+        json_path=None,
+        pin=False,
+        profiles=(),
+    )
+    harness.stop_cleanly_on_signals()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-graphql-"))
+    results = []
+    try:
+        template = snapshot_working_tree(workdir / "template")
+        with (workdir / "servers.log").open("wb") as log:
+            for profile in profiles():
+                project = harness.render_service(template, workdir, profile)
+                token = harness.install_service(project)
+                app = harness.service_app(project)
+                with harness.serving(app, log, None, APP_LOGGING__LEVEL="WARNING") as server:
+                    ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
+                    warm(server.base_url, ids)
+                    for name, path in TARGETS:
+                        target = harness.Target(name, path, "WARNING", profile.name)
+                        results.append(harness.load(server, target, ids, options))
+    finally:
+        if not arguments.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(ratio_table(results))
+    for result in results:
+        print(
+            f"{result.target.profile:<18} {result.target.name:<14} p50 {result.stats.p50_ms:.2f} ms"
+            f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
+            f"/request  errors {result.stats.errors or 'none'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
