@@ -60,7 +60,8 @@ def _renamed(error: ValidationError, names: dict[str, str]) -> ValidationError:
     details: list[Any] = [
         {**detail, "loc": (names.get(str(detail["loc"][0]), detail["loc"][0]), *detail["loc"][1:])}
         if detail["loc"]
-        else detail
+        # A rule over the whole input (at least one field; no nulls): the input itself.
+        else {**detail, "loc": ("input",)}
         for detail in error.errors(include_url=False)
     ]
     return ValidationError.from_exception_data(error.title, details)
