@@ -125,11 +125,10 @@ class SubscriptionsOverWebSocketsOnly(SchemaExtension):
         except RuntimeError:  # no such operation: validation says so
             subscription = False
         if subscription and not isinstance(context.context.connection, WebSocket):
-            context.pre_execution_errors = [
-                error_with_code(
-                    "subscriptions run over a WebSocket (graphql-transport-ws)", "BAD_REQUEST"
-                )
-            ]
+            refusal = error_with_code(
+                "subscriptions run over a WebSocket (graphql-transport-ws)", "BAD_REQUEST"
+            )
+            context.pre_execution_errors = [*(context.pre_execution_errors or []), refusal]
         yield
 
 
@@ -142,7 +141,7 @@ class PersistedQueriesOnly(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         if context.query is not None and query_hash(context.query) not in self.allowed:
-            # Set before validation, this ends the operation with the error.
+            # Instead of validation's errors: whatever they are, it may not run.
             context.pre_execution_errors = [
                 error_with_code(
                     "this operation is not on the service's allow-list",
