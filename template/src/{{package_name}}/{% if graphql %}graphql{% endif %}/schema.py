@@ -8,12 +8,13 @@ from pydantic import ValidationError
 
 from ..core.errors import (
     ForbiddenError,
+    NotFoundError,
     PreconditionFailedError,
     ProblemError,
     UnauthorizedError,
 )
 from ..items.models import Item as ItemRow
-from ..items.schemas import ItemCreate, ItemQuery, ItemUpdate
+from ..items.schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 from .context import GraphQLContext
 from .errors import classify
 from .events import ItemEvents
@@ -84,9 +85,13 @@ def _caller_may_change(info: Info, row: ItemRow, expected_version: int | None) -
 
 
 async def item(info: Info, id: int) -> Item | None:
+    # REST's read, so GraphQL shares its cache: the body as REST sends it, parsed back.
     async with info.context.items() as service:
-        row = await service.find(id)
-        return None if row is None else Item.of(row)
+        try:
+            representation = await service.read(id)
+        except NotFoundError:
+            return None
+    return Item.of(ItemRead.model_validate_json(representation.body))
 
 
 async def items(
@@ -112,20 +117,21 @@ async def items(
     except ValidationError as error:
         raise _renamed(error, _ARGUMENT_NAMES) from None
     async with info.context.items() as service:
-        rows, total = await service.list(query)
+        representation = await service.read_page(query)
+    page = ItemPage.model_validate_json(representation.body)
     edges = [
-        ItemEdge(cursor=cursor_at(start + index), node=Item.of(row))
-        for index, row in enumerate(rows)
+        ItemEdge(cursor=cursor_at(start + index), node=Item.of(read))
+        for index, read in enumerate(page.items)
     ]
     return ItemConnection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=start + len(rows) < total,
+            has_next_page=start + len(page.items) < page.total,
             has_previous_page=start > 0,
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        total_count=total,
+        total_count=page.total,
     )
 
 

@@ -9,7 +9,7 @@ from enum import Enum
 import strawberry
 
 from ..items.models import Item as ItemRow
-from ..items.schemas import SortKey
+from ..items.schemas import ItemRead, SortKey
 from .permissions import AdminOnly
 
 
@@ -46,7 +46,7 @@ class Item:
     )
 
     @classmethod
-    def of(cls, row: ItemRow) -> "Item":
+    def of(cls, row: ItemRow | ItemRead) -> "Item":
         return cls(
             id=row.id,
             name=row.name,
