@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import json
 import platform
@@ -37,7 +36,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -280,13 +278,6 @@ def lookups(base_url: str) -> Counter[str]:
     return Counter({outcome: int(float(n)) for outcome, n in _LOOKUP.findall(text)})
 
 
-def warm(base_url: str, ids: Sequence[int]) -> None:
-    for item_id in ids:
-        with urllib.request.urlopen(f"{base_url}/api/v1/items/{item_id}", timeout=10) as answer:
-            if answer.status != 200:
-                raise RuntimeError(f"GET /api/v1/items/{item_id}: {answer.status}")
-
-
 def bench_profile(
     app: Any, log: IO[bytes], profile: Any, ids: list[int], options: Any, sink: str
 ) -> tuple[list[Any], Counter[str]]:
@@ -305,7 +296,7 @@ def bench_profile(
             if name != ITEM_ROW:
                 results.append(harness.load(server, target, ids, options))
                 continue
-            warm(server.base_url, ids)
+            harness.read_items(server.base_url, ids)
             before = lookups(server.base_url)
             results.append(harness.load(server, target, ids, options))
             outcomes = lookups(server.base_url) - before
@@ -488,17 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     harness.stop_cleanly_on_signals()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-caching-"))
-    with contextlib.ExitStack() as cleanup:
-        if args.keep:
-            cleanup.callback(print, f"\nkept {workdir} (renders, servers.log)", file=sys.stderr)
-        else:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            benchmark(workdir, args)
-            return 0
-        print("interrupted", file=sys.stderr)
-    return 130
+    return harness.in_workdir(
+        "bench-caching-",
+        keep=args.keep,
+        kept="renders, servers.log",
+        benchmark=lambda workdir: benchmark(workdir, args),
+    )
 
 
 if __name__ == "__main__":

@@ -1186,17 +1186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     harness.stop_cleanly_on_signals()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-experiments-"))
-    with contextlib.ExitStack() as cleanup:
-        if args.keep:
-            cleanup.callback(print, f"\nkept {workdir} (renders)", file=sys.stderr)
-        else:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            benchmark(workdir, args)
-            return 0
-        print("interrupted", file=sys.stderr)
-    return 130
+    return harness.in_workdir(
+        "bench-experiments-",
+        keep=args.keep,
+        kept="renders",
+        benchmark=lambda workdir: benchmark(workdir, args),
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -53,12 +52,8 @@ def profiles() -> list[Any]:
     ]
 
 
-def warm(base_url: str, ids: Sequence[int]) -> None:
-    for item_id in ids:
-        with urllib.request.urlopen(f"{base_url}/api/v1/items/{item_id}", timeout=10) as answer:
-            if answer.status != 200:
-                raise RuntimeError(f"GET /api/v1/items/{item_id}: {answer.status}")
-    query = GRAPHQL_PATH.replace("{id}", str(ids[0]))
+def check_the_query(base_url: str, item_id: int) -> None:
+    query = GRAPHQL_PATH.replace("{id}", str(item_id))
     with urllib.request.urlopen(f"{base_url}{query}", timeout=10) as answer:
         body = answer.read().decode()
         if answer.status != 200 or '"errors"' in body:
@@ -106,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles=(),
     )
     harness.stop_cleanly_on_signals()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-graphql-"))
-    results = []
-    try:
+    results: list[Any] = []
+
+    def benchmark(workdir: Path) -> None:
         template = snapshot_working_tree(workdir / "template")
         with (workdir / "servers.log").open("wb") as log:
             for profile in profiles():
@@ -117,13 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app = harness.service_app(project)
                 with harness.serving(app, log, None, APP_LOGGING__LEVEL="WARNING") as server:
                     ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
-                    warm(server.base_url, ids)
+                    harness.read_items(server.base_url, ids)
+                    check_the_query(server.base_url, ids[0])
                     for name, path in TARGETS:
                         target = harness.Target(name, path, "WARNING", profile.name)
                         results.append(harness.load(server, target, ids, options))
-    finally:
-        if not arguments.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+    status = harness.in_workdir(
+        "bench-graphql-", keep=arguments.keep, kept="renders, servers.log", benchmark=benchmark
+    )
+    if status:
+        return status
     print()
     print(ratio_table(results))
     for result in results:

@@ -54,7 +54,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -899,17 +898,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.namespace = f"bench-protection-{uuid.uuid4().hex[:12]}:"
     args.load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     harness.stop_cleanly_on_signals()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-protection-"))
-    with contextlib.ExitStack() as cleanup:
-        if args.keep:
-            cleanup.callback(print, f"\nkept {workdir} (renders, servers.log)", file=sys.stderr)
-        else:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            benchmark(workdir, args)
-            return 0
-        print("interrupted", file=sys.stderr)
-    return 130
+    return harness.in_workdir(
+        "bench-protection-",
+        keep=args.keep,
+        kept="renders, servers.log",
+        benchmark=lambda workdir: benchmark(workdir, args),
+    )
 
 
 if __name__ == "__main__":

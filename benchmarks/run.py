@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -435,6 +435,15 @@ _SUMMARY = re.compile(r"^WRK_SUMMARY (.*)$", re.MULTILINE)
 _TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def read_items(base_url: str, ids: Sequence[int]) -> None:
+    """``GET /api/v1/items/{id}`` once for each id: a cached profile's rows then read a
+    warm cache."""
+    for item_id in ids:
+        with urllib.request.urlopen(f"{base_url}/api/v1/items/{item_id}", timeout=10) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"GET /api/v1/items/{item_id}: {answer.status}")
+
+
 def parse_wrk(output: str) -> WrkStats:
     """Requests/sec and p50/p99 from wrk's --latency block; p95 from wrk.lua's done()."""
     rps, summary_line = _RPS.search(output), _SUMMARY.search(output)
@@ -689,6 +698,22 @@ def benchmark(workdir: Path, options: Options) -> None:
     print(caveats(results))
     if options.json_path:
         write_json(options.json_path, results, found)
+
+
+def in_workdir(prefix: str, *, keep: bool, kept: str, benchmark: Callable[[Path], object]) -> int:
+    """Runs ``benchmark`` in a new temporary directory, removed afterwards unless
+    ``keep`` (then named, with what it holds: ``kept``); 130 on Ctrl-C, else 0."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    with contextlib.ExitStack() as cleanup:
+        if keep:
+            cleanup.callback(print, f"\nkept {workdir} ({kept})", file=sys.stderr)
+        else:
+            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            benchmark(workdir)
+            return 0
+        print("interrupted", file=sys.stderr)
+    return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
