@@ -548,6 +548,15 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return queries
 
 
+def metrics_read(board: dict[str, Any]) -> set[str]:
+    """The metric names a dashboard's queries read."""
+    return {
+        name
+        for _, expr in dashboard_queries(board)
+        for name in metric_names(substitute_grafana_variables(expr))
+    }
+
+
 def grafana_promql(project: Path) -> list[tuple[str, str]]:
     """Every PromQL query of the dashboards and of the data sources' trace-to-metrics links."""
     queries = [
@@ -667,11 +676,7 @@ def test_flag_dashboard_comes_with_the_flag_slice(variant: Variant, renders: Ren
     boards = dashboards(project)
     assert ("flags.json" in boards) == variant.feature_flags, sorted(boards)
     if variant.feature_flags:
-        read = {
-            name
-            for _, expr in dashboard_queries(boards["flags.json"])
-            for name in metric_names(substitute_grafana_variables(expr))
-        }
+        read = metrics_read(boards["flags.json"])
         assert read - {"app_build_info"} == FLAG_METRICS, sorted(read)
 
 
@@ -681,11 +686,7 @@ def test_outbound_dashboard_and_alerts_read_the_outbound_metrics(
 ) -> None:
     project = render_of(variant, renders)
     boards = dashboards(project)
-    read = {
-        name
-        for _, expr in dashboard_queries(boards["outbound.json"])
-        for name in metric_names(substitute_grafana_variables(expr))
-    }
+    read = metrics_read(boards["outbound.json"])
     assert read <= OUTBOUND_METRICS | {"app_build_info"}, sorted(read - OUTBOUND_METRICS)
     alerts = {rule["alert"] for rule in alerting_rules(project)}
     assert {"AppOutboundBreakerOpen", "AppOutboundRetryBudgetExhausted"} <= alerts
@@ -829,11 +830,7 @@ def test_protection_dashboard_and_alerts_read_the_protection_metrics(
     variant: Variant, renders: RenderCache
 ) -> None:
     project = render_of(variant, renders)
-    read = {
-        name
-        for _, expr in dashboard_queries(dashboards(project)["protection.json"])
-        for name in metric_names(substitute_grafana_variables(expr))
-    }
+    read = metrics_read(dashboards(project)["protection.json"])
     # Refusals are a share of every request answered.
     assert read - {"app_build_info", "app_http_requests_total"} == PROTECTION_METRICS, sorted(read)
     alerts = {rule["alert"] for rule in alerting_rules(project)}
@@ -867,11 +864,7 @@ def test_experiments_dashboard_and_alerts_come_with_the_experiments_slice(
     assert ("experiments.json" in boards) == variant.feature_flags, sorted(boards)
     assert (alerts >= EXPERIMENTS_ALERTS) == variant.feature_flags, sorted(alerts)
     if variant.feature_flags:
-        read = {
-            name
-            for _, expr in dashboard_queries(boards["experiments.json"])
-            for name in metric_names(substitute_grafana_variables(expr))
-        }
+        read = metrics_read(boards["experiments.json"])
         histogram_totals = {
             "app_experiments_flush_seconds_count",
             "app_experiments_flush_seconds_sum",
@@ -886,11 +879,7 @@ def test_the_graphql_dashboard_reads_the_graphql_metrics(
     variant: Variant, renders: RenderCache
 ) -> None:
     boards = dashboards(render_of(variant, renders))
-    read = {
-        name
-        for _, expr in dashboard_queries(boards["graphql.json"])
-        for name in metric_names(substitute_grafana_variables(expr))
-    }
+    read = metrics_read(boards["graphql.json"])
     histogram_totals = {
         "app_graphql_operation_seconds_count",
         "app_graphql_operation_seconds_sum",

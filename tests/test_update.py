@@ -413,6 +413,30 @@ def add_user_model_and_revision(project: Path) -> Path:
     return models
 
 
+def service_with_user_work(
+    template_repo: Path, tmp_path: Path, **answers: object
+) -> tuple[Path, Path]:
+    """A service generated with ``answers``, its team's own model and revision migrated
+    and its service module edited, all committed: the project and the edited module."""
+    project = generate(template_repo, tmp_path / "svc", **answers)
+    add_user_model_and_revision(project)
+    run_in(project, read_answers(project)["project_slug"], "migrate")
+    service, _ = edit_user_code(project)
+    commit_all(project, "Item notes")
+    return project, service
+
+
+def locked_and_linted(project: Path) -> dict[str, str]:
+    """Locks the updated project's dependencies and lints it, as its team would; the
+    environment its tools run in."""
+    env = project_tools_env(read_answers(project), {})
+    lock = run([env["UV"], "lock"], project, env=env)
+    assert lock.returncode == 0, command_report(lock)
+    lint = run(["make", "lint"], project, env=env)
+    assert lint.returncode == 0, command_report(lint)
+    return env
+
+
 def test_feature_branches_and_user_revisions_never_collide(
     template_repo: Path, tmp_path: Path
 ) -> None:
@@ -449,13 +473,9 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     """A service with flags, its own model and revision switches experiments on (their
     tables a branch of their own beside the user's revision), then off again the
     documented way: the slice's files go, the user's code and tables stay."""
-    project = generate(template_repo, tmp_path / "svc", feature_flags=True)
+    project, service = service_with_user_work(template_repo, tmp_path, feature_flags=True)
     slug = read_answers(project)["project_slug"]
     package = project / "src" / read_answers(project)["package_name"]
-    add_user_model_and_revision(project)
-    run_in(project, slug, "migrate")
-    service, _ = edit_user_code(project)
-    commit_all(project, "Item notes")
 
     switch_on(project, {"experiments": True})
 
@@ -470,10 +490,7 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     assert {"item_notes", "experiments", "experiment_exposures"} <= database_tables(project)
     run_in(project, "alembic", "check")
     # The slice's own tests and the migrations' (the whole suite runs in the profiles).
-    env = project_tools_env(read_answers(project), {})
-    assert run([env["UV"], "lock"], project, env=env).returncode == 0
-    lint = run(["make", "lint"], project, env=env)
-    assert lint.returncode == 0, command_report(lint)
+    env = locked_and_linted(project)
     suite = ["tests/test_experiments.py", "tests/test_migrations.py"]
     result = run([env["UV"], "run", "pytest", *suite], project, env=env)
     assert_suite_passed(result, "the updated project's experiment and migration tests")
@@ -499,13 +516,9 @@ def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path
     """A service with its own model and revision switches GraphQL on (the schema file
     matching the code, the slice's tests passing over the user's items), then off again:
     the slice's files go, the user's code stays."""
-    project = generate(template_repo, tmp_path / "svc")
+    project, service = service_with_user_work(template_repo, tmp_path)
     slug = read_answers(project)["project_slug"]
     package = project / "src" / read_answers(project)["package_name"]
-    add_user_model_and_revision(project)
-    run_in(project, slug, "migrate")
-    service, _ = edit_user_code(project)
-    commit_all(project, "Item notes")
 
     switch_on(project, {"graphql": True})
 
@@ -514,10 +527,7 @@ def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path
     assert "graphql_slice" in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    env = project_tools_env(read_answers(project), {})
-    assert run([env["UV"], "lock"], project, env=env).returncode == 0
-    lint = run(["make", "lint"], project, env=env)
-    assert lint.returncode == 0, command_report(lint)
+    env = locked_and_linted(project)
     check = run([env["UV"], "run", slug, "graphql", "check"], project, env=env)
     assert check.returncode == 0, command_report(check)
     result = run([env["UV"], "run", "pytest", "tests/test_graphql.py"], project, env=env)
