@@ -97,6 +97,10 @@ class ItemRead(BaseModel):
     updated_at: datetime
 
 
+# Items per page of GET /api/v1/items (and GraphQL's items).
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
 SortKey = Literal["name", "-name", "price_cents", "-price_cents", "created_at", "-created_at"]
 
 
@@ -105,7 +109,7 @@ class ItemQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=20, ge=1, le=100)
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(default=0, ge=0, le=1_000_000)
     q: str | None = Field(
         default=None, max_length=100, pattern=NO_NUL, description="Name contains (any case)"

@@ -29,14 +29,11 @@ from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from ..items.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .errors import TOO_LARGE, error_with_code
 
-# The largest page a list field gives (items' ``first``).
-MAX_PAGE_SIZE = 100
-
-
 # List fields and the page they give when ``first`` is left out.
-DEFAULT_PAGE_SIZES = {"items": 20}
+DEFAULT_PAGE_SIZES = {"items": DEFAULT_PAGE_SIZE}
 
 
 def _page_size(field: FieldNode) -> int:

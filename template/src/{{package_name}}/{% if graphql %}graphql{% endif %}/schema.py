@@ -14,7 +14,14 @@ from ..core.errors import (
     UnauthorizedError,
 )
 from ..items.models import Item as ItemRow
-from ..items.schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
+from ..items.schemas import (
+    DEFAULT_PAGE_SIZE,
+    ItemCreate,
+    ItemPage,
+    ItemQuery,
+    ItemRead,
+    ItemUpdate,
+)
 from .context import GraphQLContext
 from .errors import classify
 from .events import ItemEvents
@@ -96,7 +103,7 @@ async def item(info: Info, id: int) -> Item | None:
 
 async def items(
     info: Info,
-    first: int = 20,
+    first: int = DEFAULT_PAGE_SIZE,
     after: str | None = None,
     filter: ItemFilter | None = None,
     sort: ItemSort = ItemSort.CREATED_ASC,
