@@ -11,6 +11,9 @@ no flag costs a context variable, and only a new visitor who was served a flag g
 cookie, whatever response the handler returns. A flag read after the response has
 started (a background task, a streaming body) still gets a context, but its new id can
 no longer reach the visitor as a cookie.
+
+A WebSocket passes the middleware by: whatever authenticates it calls
+``target_connection`` (the GraphQL slice does, at ``connection_init``).
 """
 
 import re
@@ -20,9 +23,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from fastapi import Request, Response
+from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.transaction_context import ContextVarsTransactionContextPropagator
 from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth.dependencies import principal_if_valid
@@ -54,12 +59,28 @@ def context_for(principal: Principal | None, anonymous_id: str) -> EvaluationCon
     return EvaluationContext(principal.subject, attributes)
 
 
-def _anonymous_id(request: Request) -> str | None:
+def _anonymous_id(connection: HTTPConnection) -> str | None:
     # An invalid header does not hide a valid cookie.
-    for candidate in (request.headers.get(ANONYMOUS_HEADER), request.cookies.get(ANONYMOUS_COOKIE)):
+    for candidate in (
+        connection.headers.get(ANONYMOUS_HEADER),
+        connection.cookies.get(ANONYMOUS_COOKIE),
+    ):
         if candidate and _VALID_ANONYMOUS_ID.fullmatch(candidate):
             return candidate
     return None
+
+
+def target_connection(connection: HTTPConnection, principal: Principal | None) -> None:
+    """Targets the flag reads of a WebSocket connection, once its caller is known.
+
+    ``FlagContextMiddleware`` gives requests their context; a WebSocket's caller is often
+    known only from its first message (browsers cannot send headers with one), so the code
+    that authenticates it calls this instead, in the connection's task: every read that
+    follows there, and in the tasks it starts, targets ``principal``, or the visitor's id
+    from the handshake's header or cookie, or an id of the connection's own.
+    """
+    anonymous_id = _anonymous_id(connection) or uuid.uuid4().hex
+    api.set_transaction_context(context_for(principal, anonymous_id))
 
 
 class RequestTargeting:

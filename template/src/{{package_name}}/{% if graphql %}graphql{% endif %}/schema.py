@@ -37,6 +37,7 @@ from .types import (
     PageInfo,
     UpdateItemInput,
     cursor_at,
+    item_id,
     offset_after,
 )
 
@@ -75,6 +76,13 @@ def _renamed(error: ValidationError, names: dict[str, str]) -> ValidationError:
     return ValidationError.from_exception_data(error.title, details)
 
 
+def _item_id(value: strawberry.ID) -> int:
+    number = item_id(value)
+    if number is None:
+        raise InvalidArgumentError(f"{value!r} is not an item id", field="id")
+    return number
+
+
 def _caller_may_change(info: Info, row: ItemRow, expected_version: int | None) -> None:
     principal = info.context.principal
     if principal is None:
@@ -91,11 +99,12 @@ def _caller_may_change(info: Info, row: ItemRow, expected_version: int | None) -
 # The resolvers are functions, given to the fields below, so the types stay checkable.
 
 
-async def item(info: Info, id: int) -> Item | None:
+async def item(info: Info, id: strawberry.ID) -> Item | None:
+    number = _item_id(id)
     # REST's read, so GraphQL shares its cache: the body as REST sends it, parsed back.
     async with info.context.items() as service:
         try:
-            representation = await service.read(id)
+            representation = await service.read(number)
         except NotFoundError:
             return None
     return Item.of(ItemRead.model_validate_json(representation.body))
@@ -163,20 +172,24 @@ async def create_item(info: Info, input: CreateItemInput) -> Item:
 
 
 async def update_item(
-    info: Info, id: int, input: UpdateItemInput, expected_version: int | None = None
+    info: Info, id: strawberry.ID, input: UpdateItemInput, expected_version: int | None = None
 ) -> Item:
+    number = _item_id(id)
     fields = {name: value for name, value in vars(input).items() if value is not strawberry.UNSET}
     try:
         changes = ItemUpdate.model_validate(fields)
     except ValidationError as error:
         raise _renamed(error, _INPUT_NAMES) from None
     async with info.context.items() as service:
-        row = await service.get(id)
+        row = await service.get(number)
         _caller_may_change(info, row, expected_version)
         return Item.of(await service.update(row, changes))
 
 
-async def delete_item(info: Info, id: int, expected_version: int | None = None) -> int:
+async def delete_item(
+    info: Info, id: strawberry.ID, expected_version: int | None = None
+) -> strawberry.ID:
+    number = _item_id(id)
     principal = info.context.principal
     if principal is None:
         raise UnauthorizedError("a bearer token is required", error=None)
@@ -184,18 +197,21 @@ async def delete_item(info: Info, id: int, expected_version: int | None = None) 
     if not principal.has_roles("admin"):
         raise ForbiddenError("only admins may delete items")
     async with info.context.items() as service:
-        row = await service.get(id)
+        row = await service.get(number)
         _caller_may_change(info, row, expected_version)
         await service.delete(row)
-    return id
+    return strawberry.ID(str(number))
 
 
-async def item_changed(info: Info, id: int | None = None) -> AsyncIterator[ItemChanged]:
+async def item_changed(info: Info, id: strawberry.ID | None = None) -> AsyncIterator[ItemChanged]:
+    wanted = None if id is None else _item_id(id)
     events: ItemEvents = info.context.connection.app.state.graphql_events
     async for change in events.changes():
-        if id is None or change.item_id == id:
+        if wanted is None or change.item_id == wanted:
             yield ItemChanged(
-                kind=ChangeKind(change.kind), id=change.item_id, version=change.version
+                kind=ChangeKind(change.kind),
+                id=strawberry.ID(str(change.item_id)),
+                version=change.version,
             )
 
 
@@ -219,7 +235,7 @@ class Mutation:
         description="Changes the fields given. With expectedVersion, only if the item is "
         "still at that version (PRECONDITION_FAILED otherwise).",
     )
-    delete_item: int = strawberry.mutation(
+    delete_item: strawberry.ID = strawberry.mutation(
         resolver=delete_item, description="Deletes an item (admins only); returns its id."
     )
 

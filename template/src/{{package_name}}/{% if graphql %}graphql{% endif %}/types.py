@@ -24,9 +24,23 @@ async def resolve_creator(root: "Item", info: strawberry.Info) -> Creator | None
     return Creator(subject=root.created_by, item_count=count)
 
 
+# Item ids are 64-bit integers and GraphQL's Int is 32-bit: they travel as ID, the
+# decimal digits of the number, which clients treat as opaque.
+_ITEM_ID = re.compile(r"[1-9][0-9]{0,18}")
+_LARGEST_ID = 2**63 - 1
+
+
+def item_id(value: str) -> int | None:
+    """The item id ``value`` spells, or None when it cannot be one."""
+    if not _ITEM_ID.fullmatch(value):
+        return None
+    number = int(value)
+    return number if number <= _LARGEST_ID else None
+
+
 @strawberry.type(description="An item, as GET /api/v1/items/{id} sends it.")
 class Item:
-    id: int
+    id: strawberry.ID
     name: str
     description: str | None
     price_cents: int
@@ -48,7 +62,7 @@ class Item:
     @classmethod
     def of(cls, row: ItemRow | ItemRead) -> "Item":
         return cls(
-            id=row.id,
+            id=strawberry.ID(str(row.id)),
             name=row.name,
             description=row.description,
             price_cents=row.price_cents,
@@ -132,14 +146,14 @@ async def resolve_changed_item(root: "ItemChanged", info: strawberry.Info) -> It
     if root.kind is ChangeKind.DELETED:
         return None
     async with info.context.items() as service:
-        row = await service.find(root.id)
+        row = await service.find(int(root.id))
     return None if row is None else Item.of(row)
 
 
 @strawberry.type(description="An item was created, updated or deleted (through any API).")
 class ItemChanged:
     kind: ChangeKind
-    id: int
+    id: strawberry.ID
     version: int
     item: Item | None = strawberry.field(
         resolver=resolve_changed_item, description="Its state now; null once deleted."

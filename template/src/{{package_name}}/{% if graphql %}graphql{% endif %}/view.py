@@ -6,6 +6,7 @@ the OpenAPI document describes them. Each application builds its view from its s
 (lifespan.py).
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -32,8 +33,20 @@ def _bearer_token(value: object) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+# Told who a WebSocket connection's caller is (None: anonymous), once it has
+# authenticated, in the connection's task (the flags slice targets its reads so).
+ConnectionHook = Callable[[WebSocket, Principal | None], None]
+
+
 class GraphQLView(GraphQL[GraphQLContext, None]):
-    def __init__(self, schema: ServiceSchema, settings: GraphQLSettings, environment: str) -> None:
+    def __init__(
+        self,
+        schema: ServiceSchema,
+        settings: GraphQLSettings,
+        environment: str,
+        on_connection: ConnectionHook | None = None,
+    ) -> None:
+        self._on_connection = on_connection
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.ide_enabled(environment) else None,
@@ -64,13 +77,14 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
         (``Bearer <token>``); without one the connection is anonymous, as HTTP is."""
         params: dict[str, Any] = context.connection_params
         authorization = params.get("Authorization", params.get("authorization"))
-        if authorization is None:
-            return await super().on_ws_connect(context)
-        token = _bearer_token(authorization)
-        if token is None:
-            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
-        try:
-            context.principal = await verify_request_token(context.connection, token)
-        except ProblemError as error:
-            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from error
+        if authorization is not None:
+            token = _bearer_token(authorization)
+            if token is None:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+            try:
+                context.principal = await verify_request_token(context.connection, token)
+            except ProblemError as error:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from error
+        if self._on_connection is not None and isinstance(context.connection, WebSocket):
+            self._on_connection(context.connection, context.principal)
         return await super().on_ws_connect(context)
