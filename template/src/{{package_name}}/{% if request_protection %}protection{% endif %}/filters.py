@@ -33,13 +33,10 @@ class RequestFilters:
     def check(self, scope: Scope) -> Refusal | None:
         """The first rule the request breaks, or None."""
         settings = self.settings
-        if scope["method"] not in self.methods:
-            return Refusal(
-                405,
-                "method",
-                f"method {scope['method']} is not served",
-                {"Allow": self.allow},
-            )
+        # A WebSocket's handshake is a GET, which its scope does not say.
+        method = scope.get("method", "GET")
+        if method not in self.methods:
+            return Refusal(405, "method", f"method {method} is not served", {"Allow": self.allow})
         query: bytes = scope["query_string"]
         url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(query) + 1
         if url_bytes > settings.max_url_bytes:

@@ -43,7 +43,7 @@ class SecurityHeaders:
         if b"content-security-policy" not in present:
             added.append((b"content-security-policy", policy or self.api_policy))
         hsts = self.settings.hsts
-        if (hsts or (hsts is None and scheme == "https")) and (
+        if (hsts or (hsts is None and scheme in {"https", "wss"})) and (
             b"strict-transport-security" not in present
         ):
             added.append((b"strict-transport-security", self.hsts))

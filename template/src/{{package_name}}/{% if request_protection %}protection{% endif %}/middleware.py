@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import anyio
 import structlog
-from fastapi import Request
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth.dependencies import principal_if_valid
@@ -72,16 +72,20 @@ class Protection:
         )
 
     def refuse(self, scope: Scope, refusal: Refusal) -> ASGIApp:
+        self.note_refusal(scope, refusal, refusal.status)
+        return problem_response(
+            refusal.status, refusal.detail, instance=scope["path"], headers=refusal.headers
+        )
+
+    def note_refusal(self, scope: Scope, refusal: Refusal, status: int) -> None:
+        """Counts and logs a refusal, answered with ``status``."""
         self.observer.refused(refusal.reason)
         logger.warning(
             "request refused",
             reason=refusal.reason,
-            status=refusal.status,
+            status=status,
             client=client_address(scope),
             detail=refusal.detail,
-        )
-        return problem_response(
-            refusal.status, refusal.detail, instance=scope["path"], headers=refusal.headers
         )
 
     async def key_for(self, scope: Scope, key: LimitKey) -> tuple[str, bool]:
@@ -89,7 +93,7 @@ class Protection:
         ``route``), and whether the caller is exempt by role."""
         if key == "route":
             return "route", False
-        principal = await principal_if_valid(Request(scope)) if key == "user" else None
+        principal = await principal_if_valid(HTTPConnection(scope)) if key == "user" else None
         if principal is None:
             return f"client:{client_address(scope)}", False
         return f"user:{principal.subject}", bool(self.exempt_roles & principal.roles)
@@ -165,6 +169,9 @@ class ProtectionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -197,13 +204,40 @@ class ProtectionMiddleware:
                 receive = _body_within(protection, scope, receive)
             await self.app(scope, receive, send)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket's handshake is screened as a request is, and counted as one against
+        the rate limits (each connection attempt one hit, routes' policies for GET): a
+        refusal is its answer, a problem document with the status, where the server can
+        send one (uvicorn can), and a closed handshake (403) where it cannot. What then runs
+        over an open connection is its endpoint's to bound (GraphQL: operations per
+        connection); it is not counted as requests in progress, which a subscription
+        open for hours would hold against the client's own requests."""
+        protection: Protection = scope["app"].state.protection
+        refusal = self._screen(protection, scope)
+        if (
+            refusal is None
+            and protection.settings.rate_limits.enabled
+            and not scope["path"].startswith(protection.exempt_paths)
+        ):
+            refusal = await self._rate_limit(protection, scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            send = _with_headers(protection, scope, send, docs_page=False)
+            await protection.refuse(scope, refusal)(scope, receive, send)
+            return
+        protection.note_refusal(scope, refusal, 403)
+        await send({"type": "websocket.close", "code": 1008})
+
     async def _rate_limit(self, protection: Protection, scope: Scope) -> Refusal | None:
         """The default limit, then the limits of the route the request is for."""
         key, exempt = await protection.key_for(scope, "user")
         if exempt:
             return None
         refusal = await protection.limit(scope, "default", protection.default_quotas, key)
-        method, path = scope["method"], scope["path"]
+        # A WebSocket's handshake is a GET.
+        method, path = scope.get("method", "GET"), scope["path"]
         for route in protection.route_limits:
             if refusal is not None:
                 break
@@ -253,7 +287,8 @@ def _with_headers(protection: Protection, scope: Scope, send: Send, docs_page: b
 
     async def send_with_headers(message: Message) -> None:
         nonlocal held
-        if message["type"] == "http.response.start":
+        # A refused WebSocket handshake is answered with the same messages, prefixed.
+        if message["type"] in {"http.response.start", "websocket.http.response.start"}:
             headers = list(message.get("headers", []))
             headers += _rate_limit_headers(scope.get(DECISIONS, ()))
             if (
@@ -329,15 +364,9 @@ def _body_within(protection: Protection, scope: Scope, receive: Receive) -> Rece
             message = await receive()
         if timer.cancelled_caught:
             detail = f"the request body did not arrive within {seconds:g} s"
-            protection.observer.refused("slow_body")
-            logger.warning(
-                "request refused",
-                reason="slow_body",
-                status=408,
-                client=client_address(scope),
-                detail=detail,
-            )
-            raise HTTPException(408, detail)
+            refusal = Refusal(408, "slow_body", detail)
+            protection.note_refusal(scope, refusal, refusal.status)
+            raise HTTPException(refusal.status, refusal.detail)
         complete = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 

@@ -57,7 +57,7 @@ async def verify_request_token(request: HTTPConnection, token: str) -> Principal
     return principal
 
 
-async def principal_if_valid(request: Request) -> Principal | None:
+async def principal_if_valid(request: HTTPConnection) -> Principal | None:
     """The caller, when a valid bearer token came with the request; None otherwise.
 
     Lenient, unlike ``OptionalPrincipalDep``: for what runs on every route (flag
