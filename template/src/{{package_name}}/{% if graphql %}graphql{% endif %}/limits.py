@@ -9,6 +9,7 @@ variable (validation runs before variables are known), or by its default page wh
 spread.
 """
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from graphql import (
     ValidationRule,
 )
 from starlette.websockets import WebSocket
+from strawberry import extensions as strawberry_extensions
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -111,21 +113,55 @@ def read_allow_list(path: Path) -> frozenset[str]:
     return frozenset(hashes)
 
 
-class SubscriptionsOverWebSocketsOnly(SchemaExtension):
-    """Refuses a subscription sent over HTTP, plainly: Strawberry would run it as a
-    field and fail it as an internal error."""
+class OperationRules(SchemaExtension):
+    """What GraphQL over HTTP asks and Strawberry lets by: a document with several
+    operations runs the one ``operationName`` names (Strawberry ran the first when none
+    was named); a subscription runs over a WebSocket only (over HTTP Strawberry would run
+    it as a field and fail it as an internal error)."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        try:
-            subscription = context.operation_type is OperationType.SUBSCRIPTION
-        except RuntimeError:  # no such operation: validation says so
-            subscription = False
-        if subscription and not isinstance(context.context.connection, WebSocket):
+        refusal = None
+        document = context.graphql_document
+        operations = (
+            0
+            if document is None
+            else sum(isinstance(node, OperationDefinitionNode) for node in document.definitions)
+        )
+        # The name the client sent: Strawberry's operation_name falls back to the first
+        # operation's (tests/test_graphql.py pins this).
+        named: str | None = getattr(context, "_provided_operation_name", None)
+        if operations > 1 and named is None:
             refusal = error_with_code(
-                "subscriptions run over a WebSocket (graphql-transport-ws)", "BAD_REQUEST"
+                f"the document has {operations} operations: name one in operationName",
+                "BAD_REQUEST",
             )
+        else:
+            try:
+                subscription = context.operation_type is OperationType.SUBSCRIPTION
+            except RuntimeError:  # no such operation: validation says so
+                subscription = False
+            if subscription and not isinstance(context.context.connection, WebSocket):
+                refusal = error_with_code(
+                    "subscriptions run over a WebSocket (graphql-transport-ws)", "BAD_REQUEST"
+                )
+        if refusal is not None:
             context.pre_execution_errors = [*(context.pre_execution_errors or []), refusal]
+        yield
+
+
+class ParserCache(strawberry_extensions.ParserCache):
+    """Strawberry's cache of parsed documents, leaving a document that does not parse
+    (or is over the token limit) to Strawberry's own parse, which reports it as the
+    operation's error. Raised from this hook, the error escaped the operation: over a
+    WebSocket the client got a bare ``complete``."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
         yield
 
 

@@ -20,12 +20,17 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UnsetType
 
 from ..core.auth.dependencies import verify_request_token
 from ..core.auth.principal import Principal
 from ..core.errors import ProblemError, UnauthorizedError
 from .context import GraphQLContext
+from .errors import error_with_code
 from .schema import ServiceSchema
 from .settings import GraphQLSettings
 
@@ -64,6 +69,40 @@ def ide_policy(page: str) -> str:
     )
 
 
+def _subscribe_refusal(payload: object) -> str | None:
+    """What is wrong with a ``subscribe`` message's payload, if anything."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "the payload must be a GraphQL request with the document as 'query'"
+    if not isinstance(payload.get("variables") or {}, dict):
+        return "'variables' must be an object"
+    if not isinstance(payload.get("operationName") or "", str):
+        return "'operationName' must be a string"
+    return None
+
+
+class TransportHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
+    """Strawberry's graphql-transport-ws handler, answering with a coded ``error``
+    message what it did not: a ``subscribe`` whose payload is no GraphQL request (it
+    dropped the connection, 1006), and one past the connection's limit (an error without
+    a code)."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            reason = _subscribe_refusal(message.get("payload"))
+            code = "BAD_REQUEST"
+            limit = self.max_subscriptions_per_connection
+            if reason is None and limit is not None and len(self.operations) >= limit:
+                reason = f"at most {limit} operations run at once on a connection"
+                code = "TOO_MANY_OPERATIONS"
+            if reason is not None:
+                refusal = error_with_code(reason, code)
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
+                )
+                return
+        await super().handle_subscribe(message)
+
+
 def _bearer_token(value: object) -> str | None:
     if not isinstance(value, str):
         return None
@@ -77,6 +116,8 @@ ConnectionHook = Callable[[WebSocket, Principal | None], None]
 
 
 class GraphQLView(GraphQL[GraphQLContext, None]):
+    graphql_transport_ws_handler_class = TransportHandler
+
     def __init__(
         self,
         schema: ServiceSchema,
