@@ -386,8 +386,9 @@ CASES: list[Case] = _build_cases()
 
 # Named profiles for the slow tier.
 PROFILES: dict[str, Answers] = {
-    # The defaults, and experiments (off by default) on SQLite with the built-in flags.
-    "sqlite": {**BASE_ANSWERS, "experiments": True},
+    # The defaults, and experiments and GraphQL (off by default) on SQLite with the
+    # built-in flags: the observability end-to-end test's render.
+    "sqlite": {**BASE_ANSWERS, "experiments": True, "graphql": True},
     "postgresql-redis": {
         **BASE_ANSWERS,
         "database": "postgresql",

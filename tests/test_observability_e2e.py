@@ -16,7 +16,7 @@ over OFREP and a conversion per round; with outbound calls, the single-process i
 also looks each new item up in an enrichment service that then fails, so its breaker opens
 and closes; with
 request protection also a request refused at the edge and one scored as an anomaly, both
-outside the API) the test checks through Prometheus's HTTP API that:
+outside the API; with GraphQL an operation of each outcome) the test checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
@@ -28,7 +28,9 @@ outside the API) the test checks through Prometheus's HTTP API that:
   panel that shows "No data" for a healthy service is a bug;
 * the latency histogram of each instance carries exemplars with a ``trace_id``, every
   dashboard query drawn with exemplars gets some, and their trace ids are ones the service
-  wrote in its own log lines.
+  wrote in its own log lines;
+* with request protection, its refusals and anomalies, and with GraphQL, its operations by
+  name and outcome, are counted once per instance.
 
 A third instance runs under a job of its own with its items table dropped, so every API
 request to it fails: its first 500s must show in the SLO error ratios (the service exports
@@ -329,6 +331,7 @@ class Stack:
     enrichment: EnrichmentService | None
     protection: bool  # the request protection slice: refusals and anomalies are counted
     experiments: bool  # the experiments slice (with the built-in flags): arms over OFREP
+    graphql: bool  # the GraphQL slice: operations of every outcome
 
 
 def _prometheus_config(
@@ -514,6 +517,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             protection=bool(read_answers(project).get("request_protection")),
             experiments=bool(answers.get("experiments"))
             and answers.get("flag_provider") == "builtin",
+            graphql=bool(answers.get("graphql")),
         )
 
 
@@ -589,6 +593,23 @@ def _flag_calls(stack: Stack, instance: Instance, round_: int) -> list[Call]:
         ("POST", f"{evaluate}/{FLAG['key']}", {"context": {**user, "groups": ["beta"]}}, auth, 200),
         ("POST", f"{evaluate}/no-such-flag", {"context": user}, auth, 404),
     ]
+
+
+# One GraphQL operation of each outcome a round: ok, error (a field failed: no such
+# item), refused (validation stopped it).
+GRAPHQL_OPERATIONS = {
+    "ok": "query E2eItems { items(first: 5) { totalCount } }",
+    "error": 'mutation E2eDelete { deleteItem(id: "999999999") }',
+    "refused": "query E2eRefused { items { noSuchField } }",
+}
+
+
+def _graphql_calls(stack: Stack, instance: Instance) -> list[Call]:
+    if not stack.graphql:
+        return []
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    url = f"{instance.url}/graphql"
+    return [("POST", url, {"query": query}, auth, 200) for query in GRAPHQL_OPERATIONS.values()]
 
 
 # Started on every instance; each round exposes new visitors (over OFREP, as a front end
@@ -703,6 +724,7 @@ def _drive_traffic(stack: Stack) -> Sent:
                 calls.append(("DELETE", item, None, auth, 204))
             calls += _flag_calls(stack, instance, round_)
             calls += _experiment_calls(stack, instance, round_)
+            calls += _graphql_calls(stack, instance)
             if stack.protection:
                 calls += [
                     (verb, f"{instance.url}{path}", None, {}, code)
@@ -1150,6 +1172,29 @@ def test_refusals_and_anomalies_are_counted_once(stack: Stack, traffic: Sent) ->
                 problems.append(
                     f"{instance.name}: {query} is {counted.get(instance.address)}, "
                     f"the traffic provoked {TRAFFIC_ROUNDS}"
+                )
+    _report(problems)
+
+
+def test_graphql_operations_are_counted_by_outcome(stack: Stack, traffic: Sent) -> None:
+    if not stack.graphql:
+        pytest.skip("the render has no GraphQL")
+    problems: list[str] = []
+    for outcome, document in GRAPHQL_OPERATIONS.items():
+        name = document.split()[1]
+        query = (
+            f'app_graphql_operations_total{{job="{stack.job}", operation="{name}", '
+            f'outcome="{outcome}"}}'
+        )
+        counted = {
+            s["metric"]["instance"]: round(float(s["value"][1]))
+            for s in stack.prometheus.data("/api/v1/query", {"query": query})["result"]
+        }
+        for instance in stack.instances:
+            if counted.get(instance.address) != TRAFFIC_ROUNDS:
+                problems.append(
+                    f"{instance.name}: {query} is {counted.get(instance.address)}, "
+                    f"the traffic sent {TRAFFIC_ROUNDS}"
                 )
     _report(problems)
 

@@ -7,6 +7,7 @@ which one session cannot serve, and a subscription's connection lives for hours 
 must not hold a database connection between events.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -21,10 +22,17 @@ from ..items.models import Item
 from ..items.service import ItemService
 
 
+# Sessions one operation (or one WebSocket connection) holds at once. graphql-core runs
+# sibling fields concurrently: without a bound, a query of 15 aliased fields would ask
+# for 15 of the pool's connections at once and starve every other request.
+SESSIONS_AT_ONCE = 4
+
+
 class GraphQLContext:
     def __init__(self, connection: HTTPConnection, principal: Principal | None) -> None:
         self.connection = connection
         self.principal = principal
+        self._sessions_at_once = asyncio.Semaphore(SESSIONS_AT_ONCE)
         # A WebSocket client's connection_init payload (its token), set by Strawberry.
         self.connection_params: dict[str, object] = {}
         # Batches one operation's lookups: N items asking for their creator's count make
@@ -38,13 +46,19 @@ class GraphQLContext:
         return sessions
 
     @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session of this operation's few, closed when the block ends."""
+        async with self._sessions_at_once, self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
     async def items(self) -> AsyncIterator[ItemService]:
         """The item service REST uses, on a session closed when the block ends."""
-        async with self.sessions() as session:
+        async with self.session() as session:
             yield service_for(self.connection.app, session)
 
     async def _item_counts(self, subjects: Sequence[str]) -> list[int]:
-        async with self.sessions() as session:
+        async with self.session() as session:
             rows = await session.execute(
                 select(Item.created_by, func.count())
                 .where(Item.created_by.in_(set(subjects)))
