@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +109,49 @@ def project_problems(project: Path) -> list[str]:
     return problems
 
 
+# The generated tests of what every update touches around a switched slice: the items
+# (whose service the user edited), the wiring of slices, settings, probes, migrations.
+CORE_TESTS = (
+    "test_items.py",
+    "test_slices.py",
+    "test_settings.py",
+    "test_health.py",
+    "test_migrations.py",
+)
+
+
 def check_as_developers_would(
-    project: Path, tmp_path: Path, services: Mapping[str, str] | None = None
+    project: Path,
+    tmp_path: Path,
+    services: Mapping[str, str] | None = None,
+    slice_tests: Sequence[str] = (),
 ) -> set[str]:
     """`uv lock` (which the update message asks for when dependencies changed), `make lint`,
-    `make test`, then `make migrate` on a new SQLite file: its tables."""
+    the tests, then `make migrate` on a new SQLite file: its tables.
+
+    With ``slice_tests`` (file name patterns), the switched slice's generated tests and
+    the core ones (CORE_TESTS) run, not the whole suite: the rest is the code a fresh
+    render has, which the profiles' suites run."""
     env = project_tools_env(read_answers(project), services or {})
     require_services(env)
     lock = run([env["UV"], "lock"], project, env=env)
     assert lock.returncode == 0, command_report(lock)
     lint = run(["make", "lint"], project, env=env)
     assert lint.returncode == 0, command_report(lint)
-    assert_suite_passed(run(["make", "test"], project, env=env), "the updated project's suite")
+    if slice_tests:
+        files = sorted(
+            {
+                str(path.relative_to(project))
+                for pattern in (*CORE_TESTS, *slice_tests)
+                for path in (project / "tests").glob(pattern)
+            }
+        )
+        missing = [p for p in slice_tests if not list((project / "tests").glob(p))]
+        assert not missing, f"no generated tests match {missing}"
+        tests = run([env["UV"], "run", "--locked", "pytest", *files], project, env=env)
+        assert_suite_passed(tests, f"the updated project's tests ({', '.join(files)})")
+    else:
+        assert_suite_passed(run(["make", "test"], project, env=env), "the updated project's suite")
     database = tmp_path / "fresh.db"
     assert not database.exists()
     fresh = {**env, "APP_DATABASE__URL": f"sqlite+aiosqlite:///{database}"}
@@ -248,7 +279,9 @@ def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
     assert "redis" in services, "compose.yaml did not gain the redis service"
     assert services["app"]["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert "APP_REDIS__URL" in services["app"]["environment"]
-    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+    check_as_developers_would(
+        project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL}, ["test_faults.py", "test_cli.py"]
+    )
 
 
 def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) -> None:
@@ -282,7 +315,8 @@ def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) 
     assert (project / "observability" / "tempo").is_dir()
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    check_as_developers_would(project, tmp_path)
+    observability_tests = ["test_metrics.py", "test_tracing.py", "test_otlp_export.py"]
+    check_as_developers_would(project, tmp_path, slice_tests=observability_tests)
 
 
 def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) -> None:
@@ -305,7 +339,9 @@ def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) 
     assert "flags.builtin.models" in relative_imports(module_ast(package / "models.py"))
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    tables = check_as_developers_would(project, tmp_path)
+    tables = check_as_developers_would(
+        project, tmp_path, slice_tests=["test_flag_*.py", "test_ofrep.py"]
+    )
     assert {"items", "feature_flags", "feature_flag_changes"} <= tables
 
 
@@ -328,7 +364,8 @@ def test_update_switching_circuit_breakers_on(template_repo: Path, tmp_path: Pat
     assert "enrichment" in relative_imports(wiring)
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+    outbound_tests = ["test_enrichment.py", "test_outbound_*.py"]
+    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL}, outbound_tests)
 
 
 def test_update_switching_caching_on(template_repo: Path, tmp_path: Path) -> None:
@@ -350,7 +387,9 @@ def test_update_switching_caching_on(template_repo: Path, tmp_path: Path) -> Non
     assert "cached" in relative_imports(module_ast(package / "items" / "dependencies.py"))
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+    check_as_developers_would(
+        project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL}, ["test_caching*.py"]
+    )
 
 
 USER_MODEL = """
@@ -638,7 +677,12 @@ def test_update_switching_request_protection_on(template_repo: Path, tmp_path: P
     assert "ProtectionSettings" in (package / "core" / "settings.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    check_as_developers_would(project, tmp_path, {"APP_REDIS__URL": TEST_REDIS_URL})
+    check_as_developers_would(
+        project,
+        tmp_path,
+        {"APP_REDIS__URL": TEST_REDIS_URL},
+        ["test_protection*.py", "test_fuzz.py"],
+    )
 
 
 def release_tags() -> list[Version]:
