@@ -21,7 +21,6 @@ from ..items.dependencies import service_for
 from ..items.models import Item
 from ..items.service import ItemService
 
-
 # Sessions one operation (or one WebSocket connection) holds at once. graphql-core runs
 # sibling fields concurrently: without a bound, a query of 15 aliased fields would ask
 # for 15 of the pool's connections at once and starve every other request.

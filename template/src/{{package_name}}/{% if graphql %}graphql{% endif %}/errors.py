@@ -10,6 +10,8 @@ from typing import Any
 import structlog
 from graphql import GraphQLError, GraphQLSyntaxError
 from pydantic import ValidationError
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from ..core.database import database_failure
 from ..core.errors import ProblemError
@@ -34,6 +36,7 @@ TOO_LARGE = "OPERATION_TOO_LARGE"
 # errors; their messages are what tells them apart (tests/test_graphql.py checks them).
 _LIMIT_MESSAGES = ("exceeds maximum operation depth", " aliases found. Allowed: ", " tokens.")
 UNEXPECTED_MESSAGE = "Internal server error."
+_REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 
 def error_with_code(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -68,6 +71,10 @@ def classify(error: GraphQLError) -> str:
         code = CODES_BY_STATUS.get(original.status, "BAD_REQUEST")
         if original.field is not None:
             extensions["field"] = original.field
+    elif isinstance(original, _REQUEST_ERRORS):
+        # Strawberry's refusals of the request itself (no document, no operation by the
+        # name given): over HTTP its view answers them 400 before any operation starts.
+        code = "BAD_REQUEST"
     elif isinstance(original, ValidationError):
         code = "BAD_USER_INPUT"
         error.message = "the input is not valid"

@@ -121,6 +121,9 @@ class OperationRules(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
+        if context.pre_execution_errors:  # refused already: nothing to add
+            yield
+            return
         refusal = None
         document = context.graphql_document
         operations = (
@@ -150,7 +153,7 @@ class OperationRules(SchemaExtension):
         yield
 
 
-class ParserCache(strawberry_extensions.ParserCache):
+class ReportingParserCache(strawberry_extensions.ParserCache):
     """Strawberry's cache of parsed documents, leaving a document that does not parse
     (or is over the token limit) to Strawberry's own parse, which reports it as the
     operation's error. Raised from this hook, the error escaped the operation: over a

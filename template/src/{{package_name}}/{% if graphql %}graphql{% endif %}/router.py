@@ -52,7 +52,7 @@ async def _run(request: Request) -> Response:
         # Strawberry reads any JSON body as an object; refuse the rest here, plainly.
         try:
             body = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
             body = None
         if not isinstance(body, dict):
             detail = "the body must be a JSON object with a 'query'"

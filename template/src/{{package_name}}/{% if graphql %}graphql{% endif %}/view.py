@@ -8,12 +8,14 @@ the OpenAPI document describes them. Each application builds its view from its s
 
 import base64
 import hashlib
-import re
+import json
 from collections.abc import Callable
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -23,7 +25,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message,
+    SubscribeMessage,
+)
 from strawberry.types.unset import UnsetType
 
 from ..core.auth.dependencies import verify_request_token
@@ -34,9 +39,41 @@ from .errors import error_with_code
 from .schema import ServiceSchema
 from .settings import GraphQLSettings
 
-_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
-_EXTERNAL_SCRIPT = re.compile(r'<script\b[^>]*\bsrc="(https://[^"]+)"')
-_STYLESHEET = re.compile(r'<link\b[^>]*\brel="stylesheet"[^>]*\bhref="(https://[^"]+)"')
+
+class _PageSources(HTMLParser):
+    """What a page runs and styles itself with: its inline scripts, and the URLs of its
+    external scripts and stylesheets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_scripts: list[str] = []
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
+        self._in_inline_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "script":
+            source = attributes.get("src")
+            if source:
+                self.scripts.append(source)
+            else:
+                self._in_inline_script = True
+                self.inline_scripts.append("")
+        elif (
+            tag == "link"
+            and "stylesheet" in (attributes.get("rel") or "").split()
+            and attributes.get("href")
+        ):
+            self.stylesheets.append(str(attributes["href"]))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_inline_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_inline_script:
+            self.inline_scripts[-1] += data
 
 
 def ide_policy(page: str) -> str:
@@ -44,15 +81,20 @@ def ide_policy(page: str) -> str:
     hash, and exactly the files it loads from its CDN (each pinned in the page by an
     integrity hash). The API's policy (``default-src 'none'``, with request protection)
     would not let the page run; a response's own policy is kept."""
+    sources = _PageSources()
+    sources.feed(page)
+    sources.close()
     scripts = [
         f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
-        for script in _INLINE_SCRIPT.findall(page)
+        for script in sources.inline_scripts
     ]
-    scripts += _EXTERNAL_SCRIPT.findall(page)
-    sheets = _STYLESHEET.findall(page)
+    scripts += sources.scripts
+    sheets = sources.stylesheets
     # Fonts come from where the stylesheets do; GraphiQL and its editor style elements
     # from script, which only 'unsafe-inline' admits for styles.
-    font_origins = sorted({f"{part.scheme}://{part.netloc}" for part in map(urlsplit, sheets)})
+    font_origins = sorted(
+        {f"{part.scheme}://{part.netloc}" for part in map(urlsplit, sheets) if part.netloc}
+    )
     return "; ".join(
         (
             "default-src 'none'",
@@ -69,15 +111,35 @@ def ide_policy(page: str) -> str:
     )
 
 
+# The longest close reason a WebSocket close frame carries (RFC 6455: 125 bytes of
+# payload, 2 of them the code).
+_CLOSE_REASON_BYTES = 123
+
+
 def _subscribe_refusal(payload: object) -> str | None:
     """What is wrong with a ``subscribe`` message's payload, if anything."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return "the payload must be a GraphQL request with the document as 'query'"
-    if not isinstance(payload.get("variables") or {}, dict):
-        return "'variables' must be an object"
-    if not isinstance(payload.get("operationName") or "", str):
-        return "'operationName' must be a string"
+    if not isinstance(payload, dict):
+        return "the payload must be a GraphQL request: an object with the document as 'query'"
+    query = payload.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return "'query' must be the GraphQL document, a string"
+    for name, kind, what in (
+        ("variables", dict, "an object"),
+        ("extensions", dict, "an object"),
+        ("operationName", str, "a string"),
+    ):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f"'{name}' must be {what} or null"
     return None
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds (a longer one failed the close)."""
+    encoded = reason.encode()
+    if len(encoded) <= _CLOSE_REASON_BYTES:
+        return reason
+    return encoded[: _CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
 class TransportHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
@@ -85,6 +147,20 @@ class TransportHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
     message what it did not: a ``subscribe`` whose payload is no GraphQL request (it
     dropped the connection, 1006), and one past the connection's limit (an error without
     a code)."""
+
+    async def handle_message(self, message: Message) -> None:
+        # Strawberry indexes messages and keys operations by id: anything else failed in
+        # it (an ASGI error, the socket dropped) instead of closing as the protocol says.
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.handle_invalid_message("a message must be an object with a 'type'")
+            return
+        if message["type"] in {"subscribe", "complete"} and not isinstance(message.get("id"), str):
+            await self.handle_invalid_message("the message's 'id' must be a string")
+            return
+        await super().handle_message(message)
+
+    async def handle_invalid_message(self, error_message: str) -> None:
+        await super().handle_invalid_message(_close_reason(error_message))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
@@ -102,6 +178,13 @@ class TransportHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
                 return
         await super().handle_subscribe(message)
 
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        # A document that does not parse closes the connection with its parse error as
+        # the reason, as the protocol's reference server does; cut to what fits.
+        reason = BaseGraphQLTransportWSHandler._get_pre_execution_close_reason(error)
+        return None if reason is None else _close_reason(reason)
+
 
 def _bearer_token(value: object) -> str | None:
     if not isinstance(value, str):
@@ -117,6 +200,14 @@ ConnectionHook = Callable[[WebSocket, Principal | None], None]
 
 class GraphQLView(GraphQL[GraphQLContext, None]):
     graphql_transport_ws_handler_class = TransportHandler
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Strawberry's parse of a WebSocket message: one nested past the parser's
+        recursion limit is not JSON to it (closed with 4400), not an error of the app."""
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
     def __init__(
         self,
