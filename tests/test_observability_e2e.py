@@ -14,9 +14,9 @@ flag provider also a flag created through the admin API and evaluated through OF
 a key no flag has; with experiments an experiment started there, new visitors' arms read
 over OFREP and a conversion per round; with outbound calls, the single-process instance
 also looks each new item up in an enrichment service that then fails, so its breaker opens
-and closes; with
-request protection also a request refused at the edge and one scored as an anomaly, both
-outside the API; with GraphQL an operation of each outcome) the test checks through Prometheus's HTTP API that:
+and closes; with request protection also a request refused at the edge and one scored
+as an anomaly, both outside the API; with GraphQL an operation of each outcome) the test
+checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
