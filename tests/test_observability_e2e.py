@@ -1163,17 +1163,22 @@ def test_refusals_and_anomalies_are_counted_once(stack: Stack, traffic: Sent) ->
         f'app_protection_refusals_total{{job="{stack.job}", reason="method"}}',
         f'app_protection_anomalies_total{{job="{stack.job}", rule="path_traversal"}}',
     ):
-        counted = {
-            s["metric"]["instance"]: round(float(s["value"][1]))
-            for s in stack.prometheus.data("/api/v1/query", {"query": query})["result"]
-        }
-        for instance in stack.instances:
-            if counted.get(instance.address) != TRAFFIC_ROUNDS:
-                problems.append(
-                    f"{instance.name}: {query} is {counted.get(instance.address)}, "
-                    f"the traffic provoked {TRAFFIC_ROUNDS}"
-                )
+        _check_once_a_round(stack, query, problems)
     _report(problems)
+
+
+def _check_once_a_round(stack: Stack, query: str, problems: list[str]) -> None:
+    """``query`` reads TRAFFIC_ROUNDS on every instance: the traffic did it once a round."""
+    counted = {
+        s["metric"]["instance"]: round(float(s["value"][1]))
+        for s in stack.prometheus.data("/api/v1/query", {"query": query})["result"]
+    }
+    for instance in stack.instances:
+        if counted.get(instance.address) != TRAFFIC_ROUNDS:
+            problems.append(
+                f"{instance.name}: {query} is {counted.get(instance.address)}, "
+                f"the traffic did it {TRAFFIC_ROUNDS} times"
+            )
 
 
 def test_graphql_operations_are_counted_by_outcome(stack: Stack, traffic: Sent) -> None:
@@ -1186,16 +1191,7 @@ def test_graphql_operations_are_counted_by_outcome(stack: Stack, traffic: Sent) 
             f'app_graphql_operations_total{{job="{stack.job}", operation="{name}", '
             f'outcome="{outcome}"}}'
         )
-        counted = {
-            s["metric"]["instance"]: round(float(s["value"][1]))
-            for s in stack.prometheus.data("/api/v1/query", {"query": query})["result"]
-        }
-        for instance in stack.instances:
-            if counted.get(instance.address) != TRAFFIC_ROUNDS:
-                problems.append(
-                    f"{instance.name}: {query} is {counted.get(instance.address)}, "
-                    f"the traffic sent {TRAFFIC_ROUNDS}"
-                )
+        _check_once_a_round(stack, query, problems)
     _report(problems)
 
 
