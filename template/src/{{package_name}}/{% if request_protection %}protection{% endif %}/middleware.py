@@ -193,9 +193,7 @@ class ProtectionMiddleware:
                     "requests in progress from this client",
                     {"Retry-After": "1"},
                 )
-            elif protection.settings.rate_limits.enabled and not path.startswith(
-                protection.exempt_paths
-            ):
+            else:
                 refusal = await self._rate_limit(protection, scope)
             if refusal is not None:
                 await protection.refuse(scope, refusal)(scope, receive, send)
@@ -214,11 +212,7 @@ class ProtectionMiddleware:
         open for hours would hold against the client's own requests."""
         protection: Protection = scope["app"].state.protection
         refusal = self._screen(protection, scope)
-        if (
-            refusal is None
-            and protection.settings.rate_limits.enabled
-            and not scope["path"].startswith(protection.exempt_paths)
-        ):
+        if refusal is None:
             refusal = await self._rate_limit(protection, scope)
         if refusal is None:
             await self.app(scope, receive, send)
@@ -231,7 +225,12 @@ class ProtectionMiddleware:
         await send({"type": "websocket.close", "code": 1008})
 
     async def _rate_limit(self, protection: Protection, scope: Scope) -> Refusal | None:
-        """The default limit, then the limits of the route the request is for."""
+        """The default limit, then the limits of the route the request is for (none when
+        limits are off or the path is exempt)."""
+        if not protection.settings.rate_limits.enabled or scope["path"].startswith(
+            protection.exempt_paths
+        ):
+            return None
         key, exempt = await protection.key_for(scope, "user")
         if exempt:
             return None
