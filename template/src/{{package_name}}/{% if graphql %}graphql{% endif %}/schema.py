@@ -37,6 +37,7 @@ from .types import (
     PageInfo,
     UpdateItemInput,
     cursor_at,
+    id_of,
     item_id,
     offset_after,
 )
@@ -200,7 +201,7 @@ async def delete_item(
         row = await service.get(number)
         _caller_may_change(info, row, expected_version)
         await service.delete(row)
-    return strawberry.ID(str(number))
+    return id_of(number)
 
 
 async def item_changed(info: Info, id: strawberry.ID | None = None) -> AsyncIterator[ItemChanged]:
@@ -210,7 +211,7 @@ async def item_changed(info: Info, id: strawberry.ID | None = None) -> AsyncIter
         if wanted is None or change.item_id == wanted:
             yield ItemChanged(
                 kind=ChangeKind(change.kind),
-                id=strawberry.ID(str(change.item_id)),
+                id=id_of(change.item_id),
                 version=change.version,
             )
 

@@ -30,6 +30,11 @@ _ITEM_ID = re.compile(r"[1-9][0-9]{0,18}")
 _LARGEST_ID = 2**63 - 1
 
 
+def id_of(number: int) -> strawberry.ID:
+    """An item id as this API writes it."""
+    return strawberry.ID(str(number))
+
+
 def item_id(value: str) -> int | None:
     """The item id ``value`` spells, or None when it cannot be one."""
     if not _ITEM_ID.fullmatch(value):
@@ -62,7 +67,7 @@ class Item:
     @classmethod
     def of(cls, row: ItemRow | ItemRead) -> "Item":
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=id_of(row.id),
             name=row.name,
             description=row.description,
             price_cents=row.price_cents,
