@@ -5,10 +5,9 @@ of each treatment arm's lift interval against zero, drawn as inline SVG. The pag
 Content-Security-Policy allows its one style block by hash and nothing else.
 """
 
-import base64
-import hashlib
 from html import escape
 
+from ..core.content_security import source_hash
 from .results import Lift, MetricResult, Results
 from .schemas import ExperimentRead
 
@@ -20,8 +19,7 @@ th:first-child, td:first-child { text-align: left; }
 .alarm { background: #fde2e1; border: 1px solid #e0605a; padding: .5rem 1rem; }
 .muted { color: #666; }
 """
-STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-CONTENT_SECURITY_POLICY = f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'"
+CONTENT_SECURITY_POLICY = f"default-src 'none'; style-src {source_hash(STYLE.encode())}"
 PLOT_WIDTH = 560
 ROW_HEIGHT = 28
 

@@ -6,8 +6,6 @@ the OpenAPI document describes them. Each application builds its view from its s
 (lifespan.py).
 """
 
-import base64
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -33,6 +31,7 @@ from strawberry.types.unset import UnsetType
 
 from ..core.auth.dependencies import verify_request_token
 from ..core.auth.principal import Principal
+from ..core.content_security import source_hash
 from ..core.errors import ProblemError, UnauthorizedError
 from .context import GraphQLContext
 from .errors import error_with_code
@@ -84,10 +83,7 @@ def ide_policy(page: str) -> str:
     sources = _PageSources()
     sources.feed(page)
     sources.close()
-    scripts = [
-        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
-        for script in sources.inline_scripts
-    ]
+    scripts = [source_hash(script.encode()) for script in sources.inline_scripts]
     scripts += sources.scripts
     sheets = sources.stylesheets
     # Fonts come from where the stylesheets do; GraphiQL and its editor style elements
