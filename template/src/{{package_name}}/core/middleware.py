@@ -52,11 +52,24 @@ def route_template(scope: Scope) -> str:
     return "<unmatched>"
 
 
+# Where the connection's own peer is kept, before X-Forwarded-For may replace the client.
+PEER_STATE = "peer"
+
+
+def connection_peer(scope: Scope) -> str | None:
+    """The address of the connection's other end (a proxy or gateway, maybe), whatever
+    client address a trusted proxy's X-Forwarded-For gave the request."""
+    peer = scope.get("state", {}).get(PEER_STATE)
+    return peer[0] if peer else None
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            scope.setdefault("state", {})[PEER_STATE] = scope.get("client")
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -87,6 +87,19 @@ def database_revisions(settings: DatabaseSettings) -> tuple[str, ...]:
     return asyncio.run(_read_revisions(settings.url.get_secret_value()))
 
 
+def recorded_heads(scripts: ScriptDirectory) -> tuple[str, ...]:
+    """What ``alembic_version`` holds once every branch is at its head: the heads, less
+    those another head depends on (``depends_on``), which Alembic does not record apart."""
+    heads = set(scripts.get_heads())
+    below = {
+        script.revision
+        for head in heads
+        for script in scripts.iterate_revisions(head, "base")
+        if script.revision != head
+    }
+    return tuple(sorted(heads - below))
+
+
 def ensure_known_revisions(scripts: ScriptDirectory, revisions: Sequence[str]) -> None:
     """Raise ``UnknownRevisionsError`` for revisions the migrations lack, which Alembic
     would otherwise report as a bare "Can't locate revision" traceback."""
@@ -94,7 +107,7 @@ def ensure_known_revisions(scripts: ScriptDirectory, revisions: Sequence[str]) -
     unknown = [revision for revision in revisions if revision not in contained]
     if unknown:
         known = [revision for revision in revisions if revision in contained]
-        raise UnknownRevisionsError(unknown, known, sorted(scripts.get_heads()))
+        raise UnknownRevisionsError(unknown, known, recorded_heads(scripts))
 
 
 def _is_passed(scripts: ScriptDirectory, target: str, revisions: Sequence[str]) -> bool:
@@ -127,6 +140,6 @@ def upgrade(settings: DatabaseSettings, revision: str = "heads") -> UpgradeOutco
     revisions = database_revisions(settings)
     return UpgradeOutcome(
         revisions=revisions,
-        heads=tuple(sorted(scripts.get_heads())),
+        heads=recorded_heads(scripts),
         target_passed=_is_passed(scripts, revision, revisions),
     )

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth.dependencies import principal_if_valid
 from ..core.auth.principal import Principal
+from ..core.tenant import current_tenant
 
 ANONYMOUS_HEADER = "x-anonymous-id"
 ANONYMOUS_COOKIE = "anonymous_id"
@@ -43,15 +44,21 @@ COPIED_CLAIMS = ("plan", "country")
 
 
 def context_for(principal: Principal | None, anonymous_id: str) -> EvaluationContext:
+    # The tenant the request acts for (with the tenancy slice, however it was named:
+    # token, host or gateway header), else the token's claim.
+    tenant = current_tenant.get() or (principal.tenant if principal is not None else None)
     if principal is None:
-        return EvaluationContext(anonymous_id, {"anonymous": True})
+        anonymous: dict[str, Any] = {"anonymous": True}
+        if tenant is not None:
+            anonymous["tenant"] = tenant
+        return EvaluationContext(anonymous_id, anonymous)
     attributes: dict[str, Any] = {
         "anonymous": False,
         "groups": sorted(principal.groups),
         "roles": sorted(principal.roles),
     }
-    if principal.tenant is not None:
-        attributes["tenant"] = principal.tenant
+    if tenant is not None:
+        attributes["tenant"] = tenant
     for claim in COPIED_CLAIMS:
         value = principal.claims.get(claim)
         if isinstance(value, str):

@@ -1,0 +1,218 @@
+"""``tenants``: create, list, show, change, suspend, resume and delete tenants.
+
+The commands work on the database directly, through ``TenantService`` as the admin API
+does (audit actor ``cli:<os user>``). Running processes see a change within
+``APP_TENANCY__DIRECTORY_TTL_SECONDS``.
+"""
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..core.database import create_engine, session_factory
+from ..core.errors import ProblemError
+from ..core.settings import Settings
+from .schemas import TenantCreate, TenantPatch, TenantRead
+from .service import TenantService
+
+app = typer.Typer(
+    help="Create, list, change, suspend, resume and delete tenants.", no_args_is_help=True
+)
+
+TenantArgument = Annotated[str, typer.Argument(help="The tenant's id")]
+
+
+def actor() -> str:
+    """Who the audit log names for changes made here."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a login name
+        user = "unknown"
+    return f"cli:{user}"
+
+
+def _settings() -> Settings:
+    # Imported here: the service's CLI module imports this one to mount it.
+    from ..cli import load_settings
+
+    return load_settings()
+
+
+def _run(command: Callable[[TenantService], Awaitable[None]]) -> None:
+    """Runs ``command`` with a TenantService on the configured database."""
+    settings = _settings()
+
+    async def main() -> None:
+        engine = create_engine(settings.database)
+        try:
+            async with session_factory(engine)() as session:
+                await command(TenantService(session, settings.tenancy.plans))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except ProblemError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from None
+    except (OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        typer.echo(f"error: the tenants could not be read from the database: {reason}", err=True)
+        typer.echo("(is APP_DATABASE__URL right, and has `migrate` been run?)", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _invalid(error: ValidationError) -> typer.Exit:
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        typer.echo(f"error: {where}: {problem['msg']}", err=True)
+    return typer.Exit(code=2)
+
+
+def _print(tenant: TenantRead) -> None:
+    typer.echo(json.dumps(tenant.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+@app.command("list")
+def list_tenants(
+    suspended: Annotated[bool, typer.Option(help="Only the suspended ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """Every tenant, by id."""
+
+    async def command(service: TenantService) -> None:
+        tenants: list[TenantRead] = []
+        while True:
+            page = await service.page(
+                status="suspended" if suspended else None, limit=500, offset=len(tenants)
+            )
+            tenants.extend(page.items)
+            if len(tenants) >= page.total or not page.items:
+                break
+        if as_json:
+            rows: list[Any] = [tenant.model_dump(mode="json") for tenant in tenants]
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        table = [("ID", "STATUS", "PLAN", "NAME")]
+        table += [(t.id, t.status, t.plan, t.name) for t in tenants]
+        widths = [max(len(row[index]) for row in table) for index in range(3)]
+        for row in table:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            typer.echo("  ".join([*cells, row[3]]).rstrip())
+
+    _run(command)
+
+
+@app.command()
+def create(
+    tenant_id: TenantArgument,
+    name: Annotated[str, typer.Option(help="Display name [default: the id]")] = "",
+    plan: Annotated[str | None, typer.Option(help="Plan [default: the first plan]")] = None,
+) -> None:
+    """Creates a tenant (active)."""
+    try:
+        data = TenantCreate(id=tenant_id, name=name or tenant_id, plan=plan)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+    async def command(service: TenantService) -> None:
+        _print(await service.create(data, actor()))
+
+    _run(command)
+
+
+@app.command()
+def show(tenant_id: TenantArgument) -> None:
+    """One tenant, as JSON."""
+
+    async def command(service: TenantService) -> None:
+        _print(await service.get(tenant_id))
+
+    _run(command)
+
+
+@app.command()
+def update(
+    tenant_id: TenantArgument,
+    name: Annotated[str | None, typer.Option(help="New display name")] = None,
+    plan: Annotated[str | None, typer.Option(help="New plan")] = None,
+) -> None:
+    """Changes a tenant's name or plan."""
+    try:
+        patch = TenantPatch(name=name, plan=plan)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    if name is None and plan is None:
+        typer.echo("error: nothing to change: give --name or --plan", err=True)
+        raise typer.Exit(code=2)
+
+    async def command(service: TenantService) -> None:
+        _print(await service.update(tenant_id, patch, actor()))
+
+    _run(command)
+
+
+@app.command()
+def suspend(
+    tenant_id: TenantArgument,
+    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+) -> None:
+    """Refuses the tenant's requests; its data is kept."""
+
+    async def command(service: TenantService) -> None:
+        _print(await service.suspend(tenant_id, actor(), reason))
+
+    _run(command)
+
+
+@app.command()
+def resume(tenant_id: TenantArgument) -> None:
+    """Serves a suspended tenant again."""
+
+    async def command(service: TenantService) -> None:
+        _print(await service.resume(tenant_id, actor()))
+
+    _run(command)
+
+
+@app.command()
+def delete(
+    tenant_id: TenantArgument,
+    confirm: Annotated[
+        str, typer.Option(help="The tenant's id again: its data is deleted with it")
+    ] = "",
+) -> None:
+    """Deletes a suspended tenant and all of its data."""
+    if confirm != tenant_id:
+        typer.echo(
+            f"error: deleting {tenant_id!r} deletes all of its data; "
+            f"confirm with --confirm {tenant_id}",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+
+    async def command(service: TenantService) -> None:
+        await service.delete(tenant_id, actor())
+        typer.echo(f"deleted tenant {tenant_id}")
+
+    _run(command)
+
+
+@app.command()
+def changes(
+    tenant_id: TenantArgument,
+    limit: Annotated[int, typer.Option(min=1, help="Newest entries shown")] = 20,
+) -> None:
+    """The tenant's audit log, newest first, as JSON lines."""
+
+    async def command(service: TenantService) -> None:
+        for change in await service.changes(tenant_id, limit):
+            typer.echo(json.dumps(change.model_dump(mode="json"), ensure_ascii=False))
+
+    _run(command)

@@ -1,0 +1,176 @@
+"""Which tenant a request acts for, from the sources the settings name.
+
+``TenantResolutionMiddleware`` reads every configured source: the verified token's
+tenant claim, the Host's subdomain under a base domain, and the gateway header (only
+from a trusted gateway's connection; anyone else's is ignored and logged). Sources that
+name different tenants refuse the request (400): a token for one tenant is no key to
+another's host. A named tenant that does not exist, or is suspended, is refused (403).
+Otherwise the request runs as the tenant's: ``core.tenant.current_tenant`` is set (the
+sessions, flag targeting and the caller's code read it), log lines carry ``tenant``, and
+the request's span gets ``tenant.id``.
+
+A request that names no tenant acts for ``APP_TENANCY__DEFAULT_TENANT`` when that is set;
+otherwise it passes without one: probes, the tenant admin API and public routes need
+none, and the routes that do (``TenantDep``) refuse it there.
+"""
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..core.auth.dependencies import principal_if_valid
+from ..core.database import RETRY_AFTER_SECONDS, database_problem
+from ..core.errors import problem_response
+from ..core.middleware import connection_peer
+from ..core.tenant import current_tenant
+from .directory import TenantDirectory
+from .settings import TenancySettings
+
+logger = structlog.stdlib.get_logger(__name__)
+
+# Where the resolved tenant is kept in the request's scope state.
+TENANT_STATE = "tenant"
+
+# Called with the tenant of each resolved request (the span annotation).
+TenantObserver = Callable[[str], None]
+
+
+class TenantRefusedError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class TenantResolver:
+    """Works out a request's tenant; on ``app.state.tenant_resolver``."""
+
+    def __init__(self, settings: TenancySettings, directory: TenantDirectory) -> None:
+        self.settings = settings
+        self.directory = directory
+        self._header = settings.header.lower().encode("latin-1")
+        self._gateways = tuple(settings.trusted_gateways)
+        self._domains = tuple(f".{domain}" for domain in settings.base_domains)
+
+    def _from_subdomain(self, scope: Scope) -> str | None:
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        name = host.decode("latin-1").lower().rsplit(":", 1)[0] if b"]" not in host else ""
+        for domain in self._domains:
+            if name.endswith(domain):
+                label = name[: -len(domain)]
+                # Only the label right under the domain: "a.b.api.example.com" names none.
+                return label if label and "." not in label else None
+        return None
+
+    def _from_header(self, scope: Scope) -> str | None:
+        value: bytes | None = next(
+            (value for name, value in scope["headers"] if name == self._header), None
+        )
+        if value is None:
+            return None
+        peer = connection_peer(scope) or ""
+        try:
+            trusted = any(ipaddress.ip_address(peer) in network for network in self._gateways)
+        except ValueError:  # no address (a test client's "testclient")
+            trusted = False
+        if not trusted:
+            logger.warning("tenant header ignored: not from a trusted gateway", peer=peer)
+            return None
+        return value.decode("latin-1")
+
+    async def named(self, scope: Scope) -> dict[str, str]:
+        """The tenant each source names, by source."""
+        named: dict[str, str] = {}
+        for source in self.settings.sources:
+            tenant: str | None
+            if source == "token":
+                principal = await principal_if_valid(HTTPConnection(scope))
+                tenant = principal.tenant if principal is not None else None
+            elif source == "subdomain":
+                tenant = self._from_subdomain(scope)
+            else:
+                tenant = self._from_header(scope)
+            if tenant:
+                named[source] = tenant
+        return named
+
+    async def resolve(self, scope: Scope) -> str | None:
+        """The request's tenant, None if it names none; raises ``TenantRefusedError``."""
+        named = await self.named(scope)
+        tenants = set(named.values())
+        if not tenants:
+            if self.settings.default_tenant is None:
+                return None
+            tenants = {self.settings.default_tenant}
+        if len(tenants) > 1:
+            which = ", ".join(f"{tenant!r} ({source})" for source, tenant in named.items())
+            raise TenantRefusedError(400, f"the request names more than one tenant: {which}")
+        (tenant,) = tenants
+        entry = await self.directory.lookup(tenant)
+        if entry is None:
+            raise TenantRefusedError(403, f"tenant {tenant!r} does not exist")
+        if not entry.active:
+            raise TenantRefusedError(403, f"tenant {tenant!r} is suspended")
+        return tenant
+
+
+class TenantResolutionMiddleware:
+    def __init__(self, app: ASGIApp, observers: Sequence[TenantObserver] = ()) -> None:
+        self.app = app
+        self.observers = tuple(observers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resolver: TenantResolver | None = getattr(scope["app"].state, "tenant_resolver", None)
+        if (
+            scope["type"] not in {"http", "websocket"}
+            or resolver is None
+            or scope["path"].startswith(tuple(resolver.settings.untenanted_paths))
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            tenant = await resolver.resolve(scope)
+        except TenantRefusedError as refusal:
+            logger.info("tenant refused", reason=refusal.detail)
+            response = problem_response(refusal.status, refusal.detail, instance=scope["path"])
+            await _answer(scope, receive, send, response)
+            return
+        except Exception as exc:
+            detail = database_problem(scope["app"], exc)
+            if detail is None:
+                raise
+            response = problem_response(
+                503,
+                detail,
+                instance=scope["path"],
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+            await _answer(scope, receive, send, response)
+            return
+        if tenant is None:
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})[TENANT_STATE] = tenant
+        structlog.contextvars.bind_contextvars(tenant=tenant)
+        for observe in self.observers:
+            observe(tenant)
+        reset = current_tenant.set(tenant)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_tenant.reset(reset)
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
+    if scope["type"] == "http":
+        await response(scope, receive, send)
+        return
+    # A WebSocket handshake: answered as HTTP where the server can, closed otherwise.
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await response(scope, receive, send)
+    else:
+        await send({"type": "websocket.close", "code": 1008})

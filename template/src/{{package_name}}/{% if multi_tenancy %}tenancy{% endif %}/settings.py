@@ -1,0 +1,91 @@
+"""The tenancy slice's settings: ``APP_TENANCY__*``."""
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+# What names the tenant of a request. "token": the verified bearer token's tenant claim
+# (APP_AUTH__TENANT_CLAIM). "subdomain": the first label of the Host under one of
+# base_domains ("acme.api.example.com"). "header": a header a gateway in
+# trusted_gateways sets, ignored from any other client.
+TenantSource = Literal["token", "subdomain", "header"]
+
+# As models.TENANT_ID_PATTERN; not imported from there: settings load before any model.
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$"
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+class TenancySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Every source listed is read; when two name different tenants the request is
+    # refused (400), so a token for one tenant cannot be used on another's host.
+    sources: list[TenantSource] = Field(default=["token"], min_length=1)
+    header: str = "X-Tenant-Id"
+    # Addresses or networks of the gateways whose tenant header is believed: the
+    # connection's peer, before any X-Forwarded-For is applied.
+    trusted_gateways: list[IPvAnyNetwork] = []
+    # Domains whose subdomains name tenants: "api.example.com" reads "acme" from
+    # "acme.api.example.com"; the domain itself names none.
+    base_domains: list[str] = []
+    # The tenant of requests that name none, if any: for a service whose existing clients
+    # do not name one yet (switching tenancy on: the first tenant). Unset, such requests
+    # act for no tenant, and routes that need one refuse them.
+    default_tenant: Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)] | None = None
+    # Paths that act for no tenant: probes, metrics, the API documents, and the tenant
+    # admin API (a platform admin's token may name a tenant, suspended even).
+    untenanted_paths: list[str] = [
+        "/health/",
+        "/metrics",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/api/v1/tenants",
+    ]
+    # How long a process trusts what it read of a tenant (its status): a suspension made
+    # in another process applies within this time. Changes made here apply at once.
+    directory_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
+    # The role that may create, change, suspend and delete tenants.
+    admin_role: str = "platform-admin"
+    # The plans a tenant can be on; a new tenant gets the first unless told otherwise.
+    # Flags can target by plan: the evaluation context's "plan" is the tenant's.
+    plans: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]] = Field(
+        default=["standard"], min_length=1
+    )
+
+    # The tenant that items existing before tenancy was switched on are given, created
+    # by the migration that switches it on (only if there are any).
+    first_tenant: Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)] = "default"
+
+    @model_validator(mode="after")
+    def _sources_configured(self) -> Self:
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError("tenancy.sources lists a source twice")
+        if "header" in self.sources and not self.trusted_gateways:
+            raise ValueError(
+                "tenancy.sources has 'header' but tenancy.trusted_gateways is empty: name the "
+                "gateways whose header is believed (APP_TENANCY__TRUSTED_GATEWAYS)"
+            )
+        if "subdomain" in self.sources and not self.base_domains:
+            raise ValueError(
+                "tenancy.sources has 'subdomain' but tenancy.base_domains is empty: name the "
+                "domains whose subdomains are tenants "
+                '(APP_TENANCY__BASE_DOMAINS=["api.example.com"])'
+            )
+        if not _HEADER_NAME.fullmatch(self.header):
+            raise ValueError(f"tenancy.header {self.header!r} is not a header name")
+        return self
+
+    @field_validator("base_domains")
+    @classmethod
+    def _lowercase_domains(cls, domains: list[str]) -> list[str]:
+        return [domain.lower().strip(".") for domain in domains]
