@@ -7,7 +7,6 @@ poll (``APP_EXPERIMENTS__POLL_SECONDS``). ``results`` prints a table, or JSON wi
 """
 
 import asyncio
-import getpass
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..core.audit import command_line_actor
 from ..core.database import create_engine, session_factory
 from ..core.errors import ConflictError, NotFoundError
 from ..core.settings import Settings
@@ -30,15 +30,6 @@ app = typer.Typer(
 )
 
 KeyArgument = Annotated[str, typer.Argument(help="The experiment's key")]
-
-
-def actor() -> str:
-    """Who the audit log names for changes made here."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # a container user without a login name
-        user = "unknown"
-    return f"cli:{user}"
 
 
 def _settings() -> Settings:
@@ -189,13 +180,13 @@ def _transition(
 @app.command()
 def start(key: KeyArgument) -> None:
     """Start a draft experiment."""
-    _transition(lambda service: service.start(key, actor()), "started")
+    _transition(lambda service: service.start(key, command_line_actor()), "started")
 
 
 @app.command()
 def stop(key: KeyArgument) -> None:
     """Stop a running experiment: everyone reads the flag as without it."""
-    _transition(lambda service: service.stop(key, actor()), "stopped")
+    _transition(lambda service: service.stop(key, command_line_actor()), "stopped")
 
 
 @app.command()
@@ -204,7 +195,7 @@ def ship(
     arm: Annotated[str, typer.Argument(help="The arm everyone gets from now on")],
 ) -> None:
     """Serve one arm to everyone (stops the experiment if it still runs)."""
-    _transition(lambda service: service.ship(key, arm, actor()), f"shipped {arm}")
+    _transition(lambda service: service.ship(key, arm, command_line_actor()), f"shipped {arm}")
 
 
 @app.command()

@@ -6,7 +6,6 @@ does (audit actor ``cli:<os user>``). Running processes see a change within
 """
 
 import asyncio
-import getpass
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..core.audit import command_line_actor
 from ..core.database import create_engine, session_factory
 from ..core.errors import ProblemError
 from ..core.settings import Settings
@@ -26,15 +26,6 @@ app = typer.Typer(
 )
 
 TenantArgument = Annotated[str, typer.Argument(help="The tenant's id")]
-
-
-def actor() -> str:
-    """Who the audit log names for changes made here."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # a container user without a login name
-        user = "unknown"
-    return f"cli:{user}"
 
 
 def _settings() -> Settings:
@@ -122,7 +113,7 @@ def create(
         raise _invalid(exc) from None
 
     async def command(service: TenantService) -> None:
-        _print(await service.create(data, actor()))
+        _print(await service.create(data, command_line_actor()))
 
     _run(command)
 
@@ -153,7 +144,7 @@ def update(
         raise typer.Exit(code=2)
 
     async def command(service: TenantService) -> None:
-        _print(await service.update(tenant_id, patch, actor()))
+        _print(await service.update(tenant_id, patch, command_line_actor()))
 
     _run(command)
 
@@ -166,7 +157,7 @@ def suspend(
     """Refuses the tenant's requests; its data is kept."""
 
     async def command(service: TenantService) -> None:
-        _print(await service.suspend(tenant_id, actor(), reason))
+        _print(await service.suspend(tenant_id, command_line_actor(), reason))
 
     _run(command)
 
@@ -176,7 +167,7 @@ def resume(tenant_id: TenantArgument) -> None:
     """Serves a suspended tenant again."""
 
     async def command(service: TenantService) -> None:
-        _print(await service.resume(tenant_id, actor()))
+        _print(await service.resume(tenant_id, command_line_actor()))
 
     _run(command)
 
@@ -198,7 +189,7 @@ def delete(
         raise typer.Exit(code=2)
 
     async def command(service: TenantService) -> None:
-        await service.delete(tenant_id, actor())
+        await service.delete(tenant_id, command_line_actor())
         typer.echo(f"deleted tenant {tenant_id}")
 
     _run(command)
