@@ -107,7 +107,16 @@ def locked(lock_file: Path) -> Iterator[None]:
 
 
 def safe_name(key: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in key)
+    """A file name for a render key; long keys keep a readable head and a digest.
+
+    Pairwise keys name every answer and outgrow the 255-byte file name limit
+    once the ``.lock`` and ``.done`` suffixes are added.
+    """
+    name = "".join(c if c.isalnum() or c in "-_=." else "_" for c in key)
+    if len(name) <= 120:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{name[:100]}-{digest}"
 
 
 class RenderCache:

@@ -152,8 +152,9 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "compose/compose.sqlite.yaml": lambda a: a["database"] == "sqlite",
     "compose/compose.postgresql.yaml": lambda a: a["database"] == "postgresql",
     "compose/compose.redis.yaml": lambda a: bool(a["redis"]),
-    "compose/postgres-app-role.sql": lambda a: a["database"] == "postgresql"
-    and bool(a["multi_tenancy"]),
+    "compose/postgres-app-role.sql": lambda a: (
+        a["database"] == "postgresql" and bool(a["multi_tenancy"])
+    ),
     "compose/compose.flagd.yaml": lambda a: (
         bool(a["feature_flags"]) and a["flag_provider"] == "flagd"
     ),
