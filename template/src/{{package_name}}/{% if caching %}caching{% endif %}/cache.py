@@ -13,6 +13,12 @@ Tiers. Without Redis, entries live in this process (``local.BoundedMemory``). Wi
 Redis holds them for every process and each keeps in-process copies that Redis client
 tracking invalidates (``shared.SharedTier``).
 
+Tenants. A cache opened ``per_tenant`` (the tenancy slice is on) keeps each tenant's
+entries and tags apart: keys and tags are prefixed with the tenant the code runs for
+(``core.tenant.current_tenant``), so one tenant's read never finds another's entry and
+one tenant's write invalidates only its own. Code running for no tenant reads through to
+its computation and stores nothing.
+
 Faults. Every Redis call is bounded by ``redis_timeout_seconds``. The first fault is
 logged, reported and starts a pause of ``outage_retry_seconds`` during which reads go
 straight to their computation (the database); the first success after it logs recovery
@@ -32,6 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..core.errors import ProblemError
 from ..core.representations import Representation
+from ..core.tenant import current_tenant
 from .entries import Entry, decode, represent
 from .local import BoundedMemory
 from .observer import CacheObserver, Lookup, Tier
@@ -69,8 +76,11 @@ class Cache:
         faults: tuple[type[Exception], ...] = (),
         observer: CacheObserver | None = None,
         on_invalidate: Callable[[Sequence[str]], None] | None = None,
+        per_tenant: bool = False,
     ) -> None:
         self.settings = settings
+        # Entries and tags belong to the tenant they were computed for (see above).
+        self.per_tenant = per_tenant
         self.local = local
         # The shared store (Redis with in-process copies) or, without Redis, the local tier.
         self.store: Backend = store if store is not None else local
@@ -110,7 +120,13 @@ class Cache:
         ``name`` is a family of entries (a metric label: a fixed word such as ``item``);
         ``tags`` name what the value was computed from, for :meth:`invalidate`.
         """
-        plain_key = f"{name}:{key}"
+        scope = self._scope()
+        if scope is None:
+            # Per tenant, outside any: nothing this computes may be read by a tenant.
+            self._observer.lookup(name, Lookup.BYPASS)
+            return await compute()
+        plain_key = f"{scope}{name}:{key}"
+        tags = [f"{scope}{tag}" for tag in tags]
         # Concurrent reads share a lookup or a computation only within one epoch: a read
         # that starts after an invalidation never joins one that started before it.
         flight = f"{plain_key}#{self._epoch}"
@@ -188,6 +204,11 @@ class Cache:
         """
         if not tags:
             return True
+        scope = self._scope()
+        if scope is None:
+            # No tenant: no entry was stored under these tags (see representation()).
+            return True
+        tags = tuple(f"{scope}{tag}" for tag in tags)
         self._epoch += 1
         if self._bypassing():
             # Redis is known to be away: no write waits for its timeout again.
@@ -199,7 +220,9 @@ class Cache:
         # Again: a lookup that started while the generations were being replaced may
         # have read the old ones, and no read that starts after this returns may join it.
         self._epoch += 1
-        if self._on_invalidate is not None:
+        # Answers for a tenant are never kept by shared caches (http.py): no CDN holds
+        # anything under a tenant's tags.
+        if self._on_invalidate is not None and not scope:
             # After Redis: a CDN refetching at once gets the new value from this process.
             self._on_invalidate(tags)
         return sent
@@ -231,6 +254,14 @@ class Cache:
         self.local.drop_all()
 
     # -- internals -----------------------------------------------------------------
+
+    def _scope(self) -> str | None:
+        """The prefix of the running tenant's keys and tags: empty for a cache shared by
+        everyone, None for a per-tenant cache outside any tenant."""
+        if not self.per_tenant:
+            return ""
+        tenant = current_tenant.get()
+        return None if tenant is None else f"tenant:{tenant}/"
 
     def _bounded(self) -> AbstractAsyncContextManager[Any]:
         # The in-process tier never waits; Redis calls wait at most the configured time.

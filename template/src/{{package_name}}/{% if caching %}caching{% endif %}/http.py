@@ -13,7 +13,9 @@ Routes opt in by name with a :class:`CachePolicy`; the middleware adds to their 
 
 A request carrying ``Authorization`` gets ``private, no-store`` instead, unless its route's
 policy says ``shared_when_authenticated``: a shared cache must never hand one user's
-answer to another. Routes without a policy are left as they are.
+answer to another. So does an answer given for a tenant (the tenancy slice): it holds
+that tenant's data, and the URL alone does not tell a shared cache whose it is. Routes
+without a policy are left as they are.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,11 +28,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.tenant import current_tenant
+
 PRIVATE = "private, no-store"
 # How the OpenAPI document describes the headers a policy adds.
 DOCUMENTED_HEADERS = {
     "Cache-Control": "How long browsers and shared caches may keep this answer; "
-    "private, no-store for authenticated requests",
+    "private, no-store for authenticated requests and answers for a tenant",
     "CDN-Cache-Control": "How long a CDN may keep this answer (RFC 9213)",
     "Surrogate-Key": "The answer's cache tags, space-separated, to purge a CDN by",
     "Cache-Tag": "The answer's cache tags, comma-separated, to purge a CDN by",
@@ -107,7 +111,8 @@ class CacheHeadersMiddleware:
                 headers["Cache-Control"] = PRIVATE
             return
         policy = self.policies[route_name]
-        if _authenticated(scope) and not policy.shared_when_authenticated:
+        for_tenant = current_tenant.get() is not None
+        if for_tenant or (_authenticated(scope) and not policy.shared_when_authenticated):
             headers["Cache-Control"] = PRIVATE
             return
         cache_control, cdn_cache_control = self._rendered[route_name]

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..core.auth.dependencies import principal_if_valid
 from ..core.errors import problem_response
 from ..core.middleware import read_body
+from ..core.tenant import current_tenant
 from .anomaly import matched_rules
 from .filters import Refusal, RequestFilters, json_refusal
 from .headers import SecurityHeaders, docs_policy
@@ -89,14 +90,26 @@ class Protection:
         )
 
     async def key_for(self, scope: Scope, key: LimitKey) -> tuple[str, bool]:
-        """The key requests are counted under (``user:<subject>``, ``client:<ip>`` or
-        ``route``), and whether the caller is exempt by role."""
+        """The key requests are counted under (``user:<subject>``, ``tenant:<id>``,
+        ``client:<ip>`` or ``route``), and whether the caller is exempt by role."""
         if key == "route":
             return "route", False
-        principal = await principal_if_valid(HTTPConnection(scope)) if key == "user" else None
-        if principal is None:
-            return f"client:{client_address(scope)}", False
-        return f"user:{principal.subject}", bool(self.exempt_roles & principal.roles)
+        principal = None
+        if key in ("user", "tenant"):
+            principal = await principal_if_valid(HTTPConnection(scope))
+        exempt = principal is not None and bool(self.exempt_roles & principal.roles)
+        if key == "tenant":
+            # The tenant resolved for the request (route dependencies run after the
+            # tenancy slice resolved it); at the edge, the token's tenant claim.
+            tenant = current_tenant.get() or (principal.tenant if principal else None)
+            if tenant is not None:
+                return f"tenant:{tenant}", exempt
+        elif principal is not None:
+            # A subject is unique within its tenant only: tenants' users are kept apart.
+            if principal.tenant is not None:
+                return f"user:{principal.tenant}/{principal.subject}", exempt
+            return f"user:{principal.subject}", exempt
+        return f"client:{client_address(scope)}", exempt
 
     async def limit(
         self, scope: Scope, policy: str, policy_quotas: tuple[Quota, ...], key: str

@@ -16,9 +16,10 @@ from pydantic import (
 )
 
 Strategy = Literal["sliding-window-counter", "moving-window", "fixed-window"]
-# "user" is the token's subject when the request carries a valid token, else the client's
-# address; "client" is always the address; "route" is everyone together.
-LimitKey = Literal["user", "client", "route"]
+# "user" is the token's subject (within its tenant) when the request carries a valid token,
+# else the client's address; "tenant" is all of one tenant's requests together (a noisy
+# neighbour's), else the address; "client" is always the address; "route" is everyone.
+LimitKey = Literal["user", "tenant", "client", "route"]
 
 
 def _parsed(limits: list[str]) -> list[str]:
