@@ -194,6 +194,10 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     ),
     "src/{package_name}/tenancy": lambda a: bool(a["multi_tenancy"]),
     "src/{package_name}/tenancy/tracing.py": lambda a: bool(a["multi_tenancy"] and a["tracing"]),
+    "src/{package_name}/tenancy/flags.py": lambda a: bool(
+        a["multi_tenancy"] and a["feature_flags"]
+    ),
+    "src/{package_name}/tenancy/metrics.py": lambda a: bool(a["multi_tenancy"] and a["metrics"]),
     "src/{package_name}/migrations/versions/tenancy": lambda a: bool(a["multi_tenancy"]),
     "tests/test_tenancy.py": lambda a: bool(a["multi_tenancy"]),
     "docs/tenancy.md": lambda a: bool(a["multi_tenancy"]),
@@ -345,14 +349,11 @@ def effective_answers(data: Mapping[str, Any]) -> Answers:
 def _answerable(data: Answers) -> Answers:
     """``data`` as copier accepts it (test_invalid_answers checks the refusals): no
     experiments answer without feature flags, no tenant_isolation answer without
-    multi_tenancy, and multi-tenancy without the caching and GraphQL slices, which are
-    not tenant-aware yet (the multi_tenancy answer wins: it is the one under test)."""
+    multi_tenancy."""
     if data.get("feature_flags") is False:
         data = {name: value for name, value in data.items() if name != "experiments"}
     if data.get("multi_tenancy") is False:
         data = {name: value for name, value in data.items() if name != "tenant_isolation"}
-    if data.get("multi_tenancy"):
-        data = {**data, "caching": False, "graphql": False}
     return data
 
 
@@ -407,6 +408,8 @@ PROFILES: dict[str, Answers] = {
     # The defaults, and experiments and GraphQL (off by default) on SQLite with the
     # built-in flags: the observability end-to-end test's render.
     "sqlite": {**BASE_ANSWERS, "experiments": True, "graphql": True},
+    # The all-features profile: every slice on, tenants isolated by row with row-level
+    # security, the cache and rate limits in Redis and keyed by tenant.
     "postgresql-redis": {
         **BASE_ANSWERS,
         "database": "postgresql",
@@ -414,6 +417,7 @@ PROFILES: dict[str, Answers] = {
         "trace_backend": "tempo",
         "experiments": True,
         "graphql": True,
+        "multi_tenancy": True,
     },
     "bare": {
         **BASE_ANSWERS,
@@ -424,25 +428,6 @@ PROFILES: dict[str, Answers] = {
         "caching": False,
         "request_protection": False,
     },
-    # Tenants isolated by row on PostgreSQL (row-level security), with Redis; caching is
-    # not tenant-aware yet.
-    "tenancy-postgresql": {
-        **BASE_ANSWERS,
-        "database": "postgresql",
-        "redis": True,
-        "multi_tenancy": True,
-        "caching": False,
-        "metrics": False,
-    },
     "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
     "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
 }
-
-# Everything switched on, for checks that want the largest render: all but
-# multi-tenancy, which does not combine with caching and GraphQL yet.
-ALL_ON: Answers = {
-    **BASE_ANSWERS,
-    **{name: values[-1] for name, values in DOMAINS.items()},
-    "multi_tenancy": False,
-}
-del ALL_ON["tenant_isolation"]

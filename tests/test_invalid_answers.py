@@ -53,16 +53,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("database-label-not-value", {"database": "PostgreSQL (asyncpg)"}, "database"),
     # Experiments are read through the flag client: refused without it, naming both.
     ("experiments-without-flags", {"feature_flags": False, "experiments": True}, "experiments"),
-    # Slices not tenant-aware yet: refused with multi-tenancy, naming both questions.
-    ("tenancy-with-caching", {"multi_tenancy": True, "caching": True}, "multi_tenancy"),
-    (
-        "tenancy-with-graphql",
-        {"multi_tenancy": True, "caching": False, "graphql": True},
-        "multi_tenancy",
-    ),
     (
         "tenant-isolation-unknown",
-        {"multi_tenancy": True, "caching": False, "tenant_isolation": "cluster"},
+        {"multi_tenancy": True, "tenant_isolation": "cluster"},
         "tenant_isolation",
     ),
 ]

@@ -43,10 +43,6 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
         "APP_DATABASE__URL": TEST_DATABASE_URL,
         "APP_REDIS__URL": TEST_REDIS_URL,
     },
-    "tenancy-postgresql": {
-        "APP_DATABASE__URL": TEST_DATABASE_URL,
-        "APP_REDIS__URL": TEST_REDIS_URL,
-    },
     "bare": {},
     "flagd": {},
     "launchdarkly": {},

@@ -24,6 +24,8 @@ class ItemChange:
     item_id: int
     # The version the change produced (a deleted item's last one).
     version: int
+    # Whose item it is, with tenants: listeners hand each tenant its own changes only.
+    tenant: str | None = None
 
 
 ItemChangeListener = Callable[[ItemChange], None]

@@ -91,7 +91,9 @@ class ItemService:
         await self._commit_session(conflict=conflict)
         await self.committed(item)
         if self._changes is not None:
-            self._changes.announce(ItemChange(kind, item.id, item.version))
+            # tenant_id exists when the tenancy slice makes items tenant-scoped.
+            tenant = getattr(item, "tenant_id", None)
+            self._changes.announce(ItemChange(kind, item.id, item.version, tenant))
 
     async def committed(self, item: Item) -> None:
         """Runs after each successful commit that changed ``item``, before the write

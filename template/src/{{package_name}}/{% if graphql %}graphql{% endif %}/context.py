@@ -8,7 +8,7 @@ must not hold a database connection between events.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import func, select
@@ -26,11 +26,21 @@ from ..items.service import ItemService
 # for 15 of the pool's connections at once and starve every other request.
 SESSIONS_AT_ONCE = 4
 
+# With tenants (the tenancy slice): the tenant the connection acts for, given whether its
+# caller authenticated, or a ProblemError (401, 403) when it names none, as REST answers.
+TenantCheck = Callable[[HTTPConnection, bool], str]
+
 
 class GraphQLContext:
-    def __init__(self, connection: HTTPConnection, principal: Principal | None) -> None:
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        principal: Principal | None,
+        tenant_check: TenantCheck | None = None,
+    ) -> None:
         self.connection = connection
         self.principal = principal
+        self._tenant_check = tenant_check
         self._sessions_at_once = asyncio.Semaphore(SESSIONS_AT_ONCE)
         # A WebSocket client's connection_init payload (its token), set by Strawberry.
         self.connection_params: dict[str, object] = {}
@@ -44,9 +54,18 @@ class GraphQLContext:
         sessions: async_sessionmaker[AsyncSession] = self.connection.app.state.sessions
         return sessions
 
+    def tenant(self) -> str | None:
+        """The tenant the operation acts for; None without tenants. Raises a ProblemError
+        (coded UNAUTHENTICATED or FORBIDDEN) when tenants are on and it names none."""
+        if self._tenant_check is None:
+            return None
+        return self._tenant_check(self.connection, self.principal is not None)
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session of this operation's few, closed when the block ends."""
+        # Below the check, the session would be bound to no tenant and read nothing.
+        self.tenant()
         async with self._sessions_at_once, self.sessions() as session:
             yield session
 

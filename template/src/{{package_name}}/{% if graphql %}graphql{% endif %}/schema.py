@@ -206,9 +206,11 @@ async def delete_item(
 
 async def item_changed(info: Info, id: strawberry.ID | None = None) -> AsyncIterator[ItemChanged]:
     wanted = None if id is None else _item_id(id)
+    # With tenants, a subscriber hears of its own tenant's items only.
+    tenant = info.context.tenant()
     events: ItemEvents = info.context.connection.app.state.graphql_events
     async for change in events.changes():
-        if wanted is None or change.item_id == wanted:
+        if change.tenant == tenant and (wanted is None or change.item_id == wanted):
             yield ItemChanged(
                 kind=ChangeKind(change.kind),
                 id=id_of(change.item_id),

@@ -7,7 +7,7 @@ the OpenAPI document describes them. Each application builds its view from its s
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -33,8 +33,8 @@ from ..core.auth.dependencies import verify_request_token
 from ..core.auth.principal import Principal
 from ..core.content_security import source_hash
 from ..core.errors import ProblemError, UnauthorizedError
-from .context import GraphQLContext
-from .errors import error_with_code
+from .context import GraphQLContext, TenantCheck
+from .errors import CODES_BY_STATUS, error_with_code
 from .schema import ServiceSchema
 from .settings import GraphQLSettings
 
@@ -192,6 +192,10 @@ def _bearer_token(value: object) -> str | None:
 # Told who a WebSocket connection's caller is (None: anonymous), once it has
 # authenticated, in the connection's task (the flags slice targets its reads so).
 ConnectionHook = Callable[[WebSocket, Principal | None], None]
+# Decides, once a WebSocket's caller is known and before it is acknowledged, whether the
+# connection may go on; refuses with a ProblemError (the tenancy slice: the tenant its
+# token names must exist, be active and agree with the handshake's).
+ConnectionAdmission = Callable[[WebSocket, Principal | None], Awaitable[None]]
 
 
 class GraphQLView(GraphQL[GraphQLContext, None]):
@@ -211,8 +215,12 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
         settings: GraphQLSettings,
         environment: str,
         on_connection: ConnectionHook | None = None,
+        admission: ConnectionAdmission | None = None,
+        tenant_check: TenantCheck | None = None,
     ) -> None:
         self._on_connection = on_connection
+        self._admission = admission
+        self._tenant_check = tenant_check
         self._ide: tuple[str, str] | None = None
         super().__init__(
             schema,
@@ -245,7 +253,7 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
                 if token is None:
                     raise UnauthorizedError("send the token as 'Authorization: Bearer ...'")
                 principal = await verify_request_token(request, token)
-        return GraphQLContext(request, principal)
+        return GraphQLContext(request, principal, self._tenant_check)
 
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, object] | None:
         """Authenticates a WebSocket by its connection_init payload's ``Authorization``
@@ -260,6 +268,12 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
                 context.principal = await verify_request_token(context.connection, token)
             except ProblemError as error:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from error
+        if self._admission is not None and isinstance(context.connection, WebSocket):
+            try:
+                await self._admission(context.connection, context.principal)
+            except ProblemError as refusal:
+                code = CODES_BY_STATUS.get(refusal.status, "BAD_REQUEST")
+                raise ConnectionRejectionError({"code": code, "message": refusal.detail}) from None
         if self._on_connection is not None and isinstance(context.connection, WebSocket):
             self._on_connection(context.connection, context.principal)
         return await super().on_ws_connect(context)

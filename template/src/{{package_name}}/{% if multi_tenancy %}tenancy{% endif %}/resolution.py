@@ -23,12 +23,14 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.auth.dependencies import principal_if_valid
+from ..core.auth.principal import Principal
 from ..core.database import RETRY_AFTER_SECONDS, database_problem
-from ..core.errors import problem_response
+from ..core.errors import ProblemError, problem_response
 from ..core.middleware import connection_peer
 from ..core.tenant import current_tenant
 from .directory import TenantDirectory
-from .settings import TenancySettings
+from .settings import Quotas, TenancySettings
+from .usage import UsageMeter, seconds_to_next_day
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -39,19 +41,24 @@ TENANT_STATE = "tenant"
 TenantObserver = Callable[[str], None]
 
 
-class TenantRefusedError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
+class TenantRefusedError(ProblemError):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers=headers)
         self.status = status
-        self.detail = detail
 
 
 class TenantResolver:
     """Works out a request's tenant; on ``app.state.tenant_resolver``."""
 
-    def __init__(self, settings: TenancySettings, directory: TenantDirectory) -> None:
+    def __init__(
+        self,
+        settings: TenancySettings,
+        directory: TenantDirectory,
+        usage: UsageMeter | None = None,
+    ) -> None:
         self.settings = settings
         self.directory = directory
+        self.usage = usage
         self._header = settings.header.lower().encode("latin-1")
         self._gateways = tuple(settings.trusted_gateways)
         self._domains = tuple(f".{domain}" for domain in settings.base_domains)
@@ -100,7 +107,10 @@ class TenantResolver:
 
     async def resolve(self, scope: Scope) -> str | None:
         """The request's tenant, None if it names none; raises ``TenantRefusedError``."""
-        named = await self.named(scope)
+        return await self.decide(await self.named(scope))
+
+    async def decide(self, named: dict[str, str]) -> str | None:
+        """The tenant the sources name together (see resolve())."""
         tenants = set(named.values())
         if not tenants:
             if self.settings.default_tenant is None:
@@ -116,6 +126,32 @@ class TenantResolver:
         if not entry.active:
             raise TenantRefusedError(403, f"tenant {tenant!r} is suspended")
         return tenant
+
+    def quotas_of(self, tenant: str) -> Quotas:
+        """The quotas that hold ``tenant``: its plan's, each overridden by its own."""
+        entry = self.directory.cached(tenant)
+        if entry is None:
+            return Quotas()
+        plan = self.settings.quotas.get(entry.plan, Quotas())
+        own = entry.limits
+        return Quotas(
+            requests_per_day=own.requests_per_day or plan.requests_per_day,
+            rows={**plan.rows, **own.rows},
+        )
+
+    async def count_request(self, tenant: str) -> None:
+        """Counts a request of ``tenant``; refuses it (429) past its daily quota."""
+        if self.usage is None:
+            return
+        quota = self.quotas_of(tenant).requests_per_day
+        if quota is not None and await self.usage.used_today(tenant) >= quota:
+            self.usage.refused("requests_per_day")
+            raise TenantRefusedError(
+                429,
+                f"tenant {tenant!r} has used its {quota} requests of today (UTC)",
+                headers={"Retry-After": str(seconds_to_next_day())},
+            )
+        self.usage.record(tenant)
 
 
 class TenantResolutionMiddleware:
@@ -134,9 +170,13 @@ class TenantResolutionMiddleware:
             return
         try:
             tenant = await resolver.resolve(scope)
+            if tenant is not None:
+                await resolver.count_request(tenant)
         except TenantRefusedError as refusal:
-            logger.info("tenant refused", reason=refusal.detail)
-            response = problem_response(refusal.status, refusal.detail, instance=scope["path"])
+            logger.info("tenant refused", reason=refusal.detail, status=refusal.status)
+            response = problem_response(
+                refusal.status, refusal.detail, instance=scope["path"], headers=refusal.headers
+            )
             await _answer(scope, receive, send, response)
             return
         except Exception as exc:
@@ -163,6 +203,37 @@ class TenantResolutionMiddleware:
             await self.app(scope, receive, send)
         finally:
             current_tenant.reset(reset)
+
+
+async def admit_connection(connection: HTTPConnection, principal: Principal | None) -> None:
+    """Adds the tenant claim of a token a WebSocket sent after its handshake (the GraphQL
+    slice's ``connection_init``; browsers cannot send headers with a WebSocket).
+
+    The claim is one more source beside what the handshake named: it must agree with
+    them, and name an active tenant. The connection's task (and the operations it
+    starts) then act for that tenant. Raises ``TenantRefusedError``.
+    """
+    resolver: TenantResolver = connection.app.state.tenant_resolver
+    claimed = principal.tenant if principal is not None else None
+    if claimed is None or "token" not in resolver.settings.sources:
+        return
+    if claimed == current_tenant.get():
+        return
+    # Beside the handshake's own sources (its Authorization header's token included).
+    named = {**await resolver.named(connection.scope), "connection_init token": claimed}
+    try:
+        tenant = await resolver.decide(named)
+    except TenantRefusedError:
+        raise
+    except Exception as exc:
+        detail = database_problem(connection.app, exc)
+        if detail is None:
+            raise
+        raise TenantRefusedError(503, detail) from exc
+    if tenant is not None:
+        # Set, never reset: the connection's task ends with the connection.
+        current_tenant.set(tenant)
+        structlog.contextvars.bind_contextvars(tenant=tenant)
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
