@@ -10,12 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-
-def _whole_number(value: Any) -> Any:
-    """JSON Schema counts 637.0 as an integer, so the API takes it as one; 637.5 stays
-    a float and is refused, as are strings and booleans (the models are strict)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
+from ..core.schema_types import whole_number
 
 # PostgreSQL text cannot hold NUL characters; refuse them up front, on every backend.
 NO_NUL = r"^[^\x00]*$"
@@ -36,9 +31,9 @@ Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
 PriceCents = Annotated[
     int,
     Field(ge=0, le=1_000_000_000, description="Price in cents"),
-    BeforeValidator(_whole_number),
+    BeforeValidator(whole_number),
 ]
-Quantity = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(_whole_number)]
+Quantity = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(whole_number)]
 
 
 class ItemCreate(BaseModel):

@@ -8,18 +8,23 @@ does (audit actor ``cli:<os user>``). Running processes see a change within
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.audit import command_line_actor
 from ..core.database import create_engine, session_factory
 from ..core.errors import ProblemError
 from ..core.settings import Settings
+from .directory import TenantDirectory
+from .isolation import tenant_sessions
+from .resolution import TenantResolver
 from .schemas import TenantCreate, TenantPatch, TenantRead
 from .service import TenantService
+from .usage import UsageMeter, usage_report
 
 app = typer.Typer(
     help="Create, list, change, suspend, resume and delete tenants.", no_args_is_help=True
@@ -128,20 +133,45 @@ def show(tenant_id: TenantArgument) -> None:
     _run(command)
 
 
+def _json(option: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        typer.echo(f"error: {option} is not JSON: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 @app.command()
 def update(
     tenant_id: TenantArgument,
     name: Annotated[str | None, typer.Option(help="New display name")] = None,
     plan: Annotated[str | None, typer.Option(help="New plan")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help='Flag values by key, as JSON: {"new-search": true}; {} drops them'),
+    ] = None,
+    limits: Annotated[
+        str | None,
+        typer.Option(help='Own quotas, as JSON: {"requests_per_day": 5000}; {}: the plan\'s'),
+    ] = None,
 ) -> None:
-    """Changes a tenant's name or plan."""
+    """Changes a tenant's name, plan, features or limits (the last two replace the old)."""
+    if name is None and plan is None and features is None and limits is None:
+        typer.echo(
+            "error: nothing to change: give --name, --plan, --features or --limits", err=True
+        )
+        raise typer.Exit(code=2)
     try:
-        patch = TenantPatch(name=name, plan=plan)
+        patch = TenantPatch(
+            name=name,
+            plan=plan,
+            features=_json("--features", features),
+            limits=_json("--limits", limits),
+        )
     except ValidationError as exc:
         raise _invalid(exc) from None
-    if name is None and plan is None:
-        typer.echo("error: nothing to change: give --name or --plan", err=True)
-        raise typer.Exit(code=2)
 
     async def command(service: TenantService) -> None:
         _print(await service.update(tenant_id, patch, command_line_actor()))
@@ -205,5 +235,45 @@ def changes(
     async def command(service: TenantService) -> None:
         for change in await service.changes(tenant_id, limit):
             typer.echo(json.dumps(change.model_dump(mode="json"), ensure_ascii=False))
+
+    _run(command)
+
+
+@app.command()
+def usage(
+    tenant_id: TenantArgument,
+    since: Annotated[
+        str | None, typer.Option(help="First UTC day, YYYY-MM-DD [default: the 1st of the month]")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Last UTC day [default: today]")] = None,
+) -> None:
+    """A tenant's usage over a period (stored counts), its rows, its quotas, as JSON."""
+    from datetime import date
+
+    try:
+        first = date.fromisoformat(since) if since else None
+        last = date.fromisoformat(until) if until else None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    settings = _settings()
+
+    async def command(service: TenantService) -> None:
+        # The engine _run opened for the command.
+        engine = cast(AsyncEngine, service.session.bind)
+        directory = TenantDirectory(session_factory(engine), ttl=0)
+        await directory.lookup(tenant_id)
+        quotas = TenantResolver(settings.tenancy, directory).quotas_of(tenant_id)
+        async with tenant_sessions(engine).for_tenant(tenant_id) as tenants_own:
+            report = await usage_report(
+                tenant_id,
+                first,
+                last,
+                platform=service.session,
+                tenants_own=tenants_own,
+                meter=UsageMeter(session_factory(engine)),
+                quotas=quotas,
+            )
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
     _run(command)

@@ -10,11 +10,16 @@ once; one made elsewhere applies here within the TTL.
 import asyncio
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
+from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .models import Tenant
+from .schemas import TenantConfiguration
+from .settings import Quotas
 
 # Entries kept at most: ids come from hosts and headers too, which a client chooses.
 DIRECTORY_SIZE = 10_000
@@ -25,6 +30,10 @@ class TenantEntry:
     id: str
     active: bool
     plan: str
+    # Flag values by key (tenancy/flags.py serves them); read-only.
+    features: Mapping[str, JsonValue] = field(default_factory=lambda: MappingProxyType({}))
+    # The tenant's own quotas, over its plan's (TenantResolver.quotas_of).
+    limits: Quotas = field(default_factory=Quotas)
 
 
 class TenantDirectory:
@@ -64,11 +73,23 @@ class TenantDirectory:
             tenant = await session.get(Tenant, tenant_id)
         if tenant is None:
             return None
+        configuration = TenantConfiguration.model_validate(tenant.configuration)
         return TenantEntry(
             id=tenant.id,
             active=tenant.status == "active",
-            plan=str(tenant.configuration.get("plan", "")),
+            plan=configuration.plan,
+            features=MappingProxyType(configuration.features),
+            limits=configuration.limits,
         )
+
+    def cached(self, tenant_id: str) -> TenantEntry | None:
+        """What this process last read of ``tenant_id``, however long ago; no query.
+
+        For code that cannot wait for the database (a flag read): on the request path the
+        resolution just looked the tenant up, so its entry is current within the TTL.
+        """
+        cached = self._entries.get(tenant_id)
+        return cached[1] if cached is not None else None
 
     def _remember(self, tenant_id: str, entry: TenantEntry | None) -> None:
         self._entries[tenant_id] = (time.monotonic() + self._ttl, entry)

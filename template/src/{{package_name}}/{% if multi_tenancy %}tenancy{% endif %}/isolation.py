@@ -20,19 +20,26 @@ SQLite has no row-level security: there the ORM is the only guard, and raw SQL t
 ``session.execute(text(...))`` must filter by tenant itself.
 """
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Table, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
 
+from ..core.errors import ForbiddenError
 from ..core.tenant import current_tenant
 from .models import TenantScoped
 
 # Where a session keeps the tenant it is bound to.
 TENANT = "tenant"
+# Where a session finds its tenant's row quotas: (tenant, table) to the rows allowed.
+ROW_QUOTA = "row_quota"
+RowQuota = Callable[[str, str], int | None]
+# Where it finds what to tell of a write a row quota refused (the usage metrics).
+ROW_REFUSED = "row_refused"
 # The PostgreSQL setting the row-level security policies compare tenant_id with.
 TENANT_SETTING = "app.tenant_id"
 
@@ -94,6 +101,41 @@ def _rows_of_the_sessions_tenant(session: Session, *_: object) -> None:
                 f"a {type(row).__name__} of tenant {row.tenant_id!r} cannot be changed "
                 f"by a session of tenant {tenant!r}"
             )
+    quota = session.info.get(ROW_QUOTA)
+    if tenant is not None and quota is not None:
+        _within_row_quotas(session, tenant, quota)
+
+
+class RowQuotaExceededError(ForbiddenError):
+    """A write that would take a tenant past the rows its quota allows in a table."""
+
+
+def _within_row_quotas(session: Session, tenant: str, quota: RowQuota) -> None:
+    """Refuses a flush whose new rows would take ``tenant`` past a row quota.
+
+    Counted before the insert, on the flush's own connection: writes of one tenant that
+    run at the same moment may each see the count before the others', and together
+    overshoot by at most their number.
+    """
+    added: Counter[Table] = Counter(
+        cast(Table, type(row).__table__)  # type: ignore[attr-defined]
+        for row in session.new
+        if isinstance(row, TenantScoped)
+    )
+    for table, count in added.items():
+        limit = quota(tenant, table.name)
+        if limit is None:
+            continue
+        kept = session.connection().scalar(
+            select(func.count()).select_from(table).where(table.c.tenant_id == tenant)
+        )
+        if (kept or 0) + count > limit:
+            refused = session.info.get(ROW_REFUSED)
+            if refused is not None:
+                refused()
+            raise RowQuotaExceededError(
+                f"tenant {tenant!r} may keep {limit} rows in {table.name}, and has {kept}"
+            )
 
 
 @event.listens_for(TenantSession, "after_begin")
@@ -112,9 +154,15 @@ class TenantSessions(async_sessionmaker[AsyncSession]):
     """``app.state.sessions`` with tenants: each session is bound, when created, to the
     tenant the code runs for, or to the one passed as ``tenant``."""
 
+    # Set by the tenancy lifespan: the quotas, and what a refusal is reported to.
+    row_quota: RowQuota | None = None
+    row_refused: Callable[[], None] | None = None
+
     def __call__(self, **options: Any) -> AsyncSession:
         info = options.setdefault("info", {})
         info.setdefault(TENANT, current_tenant.get())
+        info.setdefault(ROW_QUOTA, self.row_quota)
+        info.setdefault(ROW_REFUSED, self.row_refused)
         return super().__call__(**options)
 
     def for_tenant(self, tenant: str | None) -> AsyncSession:

@@ -1,9 +1,9 @@
 """The tenant registry, its audit log, and the mixin that makes a model tenant-scoped."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..core.database import Base, BigId, TimestampMixin, utcnow
@@ -12,6 +12,7 @@ from ..core.database import Base, BigId, TimestampMixin, utcnow
 # people read them.
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$"
 TENANT_ID_LENGTH = 63
+METER_LENGTH = 64
 
 
 class Tenant(TimestampMixin, Base):
@@ -44,6 +45,20 @@ class TenantChange(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class UsageCount(Base):
+    """Usage counted for one tenant on one UTC day by one meter ("requests", or a meter
+    of the service's own). Processes add to it in batches (usage.py)."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(TENANT_ID_LENGTH), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    meter: Mapped[str] = mapped_column(String(METER_LENGTH), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class TenantScoped:

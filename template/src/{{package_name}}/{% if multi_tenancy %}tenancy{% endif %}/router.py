@@ -5,12 +5,16 @@ in the tenant's audit log (``GET /api/v1/tenants/{id}/changes``).
 """
 
 import re
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from pydantic import BeforeValidator
 
+from ..core.auth.dependencies import require_roles
 from ..core.errors import problem_responses
-from .dependencies import PlatformAdminDep, TenantServiceDep
+from .dependencies import PlatformAdminDep, TenantDep, TenantServiceDep
+from .resolution import TenantResolver
 from .schemas import (
     Suspension,
     TenantChangeRead,
@@ -19,7 +23,9 @@ from .schemas import (
     TenantPatch,
     TenantRead,
     TenantStatus,
+    TenantUsage,
 )
+from .usage import usage_report
 
 router = APIRouter(
     prefix="/api/v1/tenants", tags=["tenants"], responses=problem_responses(401, 403, 422)
@@ -131,3 +137,69 @@ async def tenant_changes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TenantChangeRead]:
     return await service.changes(tenant_id, limit)
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    # pydantic's date also takes a number of seconds since 1970 ("0"): not a day here.
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+Since = Annotated[
+    Day | None, Query(description="First UTC day [default: the 1st of until's month]")
+]
+Until = Annotated[Day | None, Query(description="Last UTC day, included [default: today]")]
+
+
+async def _report(
+    request: Request, tenant_id: str, since: date | None, until: date | None
+) -> TenantUsage:
+    resolver: TenantResolver = request.app.state.tenant_resolver
+    # Read now: the quotas are the tenant's as stored, not as this process last saw them.
+    resolver.directory.forget(tenant_id)
+    await resolver.directory.lookup(tenant_id)
+    async with (
+        request.app.state.platform_sessions() as platform,
+        request.app.state.sessions.for_tenant(tenant_id) as tenants_own,
+    ):
+        return await usage_report(
+            tenant_id,
+            since,
+            until,
+            platform=platform,
+            tenants_own=tenants_own,
+            meter=request.app.state.tenant_usage,
+            quotas=resolver.quotas_of(tenant_id),
+        )
+
+
+@router.get("/{tenant_id}/usage", responses=problem_responses(404))
+async def tenant_usage(
+    tenant_id: TenantIdPath,
+    _: PlatformAdminDep,
+    request: Request,
+    since: Since = None,
+    until: Until = None,
+) -> TenantUsage:
+    """A tenant's usage over a period, by meter and day; its rows; its quotas."""
+    return await _report(request, tenant_id, since, until)
+
+
+# The tenant's own view, for its admins: the request's tenant, never another.
+usage_router = APIRouter(
+    prefix="/api/v1/usage", tags=["tenants"], responses=problem_responses(401, 403, 422)
+)
+
+
+@usage_router.get("", dependencies=[Depends(require_roles("admin"))])
+async def own_usage(
+    tenant: TenantDep, request: Request, since: Since = None, until: Until = None
+) -> TenantUsage:
+    """The request's tenant's usage over a period, by meter and day; its rows; its
+    quotas. For its admins (role ``admin``)."""
+    return await _report(request, tenant, since, until)

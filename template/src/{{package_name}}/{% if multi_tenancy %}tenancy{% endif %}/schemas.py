@@ -1,11 +1,12 @@
 """What the tenant admin API takes and answers."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from .models import TENANT_ID_PATTERN
+from .settings import Quotas
 
 TenantId = Annotated[
     str,
@@ -22,6 +23,19 @@ PlanName = Annotated[
     str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_-]*$")
 ]
 Reason = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
+# A flag key as the flags slice spells them.
+FeatureKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+Features = Annotated[
+    dict[FeatureKey, JsonValue],
+    Field(
+        max_length=100,
+        description="Values by flag key: each flag read for this tenant answers its value "
+        "here, before any rule, rollout or experiment",
+        # patternProperties alone would let the OpenAPI document accept keys the API
+        # refuses.
+        json_schema_extra={"additionalProperties": False},
+    ),
+]
 TenantStatus = Literal["active", "suspended"]
 
 
@@ -31,6 +45,10 @@ class TenantConfiguration(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     plan: PlanName
+    # Configurations stored before features existed read as having none.
+    features: Features = {}
+    # This tenant's own quotas, each overriding its plan's.
+    limits: Quotas = Quotas()
 
 
 class TenantCreate(BaseModel):
@@ -40,6 +58,8 @@ class TenantCreate(BaseModel):
     name: TenantName
     # Omitted: the first plan of APP_TENANCY__PLANS.
     plan: PlanName | None = None
+    features: Features = {}
+    limits: Quotas = Quotas()
 
 
 class TenantPatch(BaseModel):
@@ -49,11 +69,15 @@ class TenantPatch(BaseModel):
 
     name: TenantName | None = None
     plan: PlanName | None = None
+    # Replaces the tenant's features as a whole ({} removes them all).
+    features: Features | None = None
+    # Replaces the tenant's own quotas as a whole ({}: its plan's apply).
+    limits: Quotas | None = None
 
     @model_validator(mode="after")
     def _changes_something(self) -> Self:
         if not self.model_fields_set:
-            raise ValueError("name at least one field to change: name or plan")
+            raise ValueError("name at least one field to change: name, plan, features or limits")
         return self
 
 
@@ -68,6 +92,8 @@ class TenantRead(BaseModel):
     name: str
     status: TenantStatus
     plan: str
+    features: dict[str, JsonValue]
+    limits: Quotas
     version: int
     created_at: datetime
     updated_at: datetime
@@ -88,3 +114,24 @@ class TenantChangeRead(BaseModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     changed_at: datetime
+
+
+class MeterUsage(BaseModel):
+    day: date
+    meter: str
+    count: int
+
+
+class TenantUsage(BaseModel):
+    """What a tenant used over a period of UTC days, and the quotas that apply."""
+
+    tenant_id: str
+    since: date
+    until: date
+    # Totals over the period, by meter ("requests", and the service's own meters).
+    totals: dict[str, int]
+    # Each day's counts, oldest first; days with no usage are left out.
+    days: list[MeterUsage]
+    # Rows kept now, by tenant-scoped table.
+    rows: dict[str, int]
+    quotas: Quotas

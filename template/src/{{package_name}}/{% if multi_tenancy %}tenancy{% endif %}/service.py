@@ -39,11 +39,14 @@ class UnknownPlanError(ProblemError):
 
 
 def tenant_read(tenant: Tenant) -> TenantRead:
+    configuration = TenantConfiguration.model_validate(tenant.configuration)
     return TenantRead(
         id=tenant.id,
         name=tenant.name,
         status="active" if tenant.status == "active" else "suspended",
-        plan=TenantConfiguration.model_validate(tenant.configuration).plan,
+        plan=configuration.plan,
+        features=configuration.features,
+        limits=configuration.limits,
         version=tenant.version,
         created_at=tenant.created_at,
         updated_at=tenant.updated_at,
@@ -95,8 +98,17 @@ class TenantService:
             items=[tenant_read(row) for row in rows], total=total or 0, limit=limit, offset=offset
         )
 
+    async def active_ids(self) -> list[str]:
+        """The ids of the tenants whose requests are served, in order."""
+        rows = await self.session.scalars(
+            select(Tenant.id).where(Tenant.status == "active").order_by(Tenant.id)
+        )
+        return list(rows)
+
     async def create(self, data: TenantCreate, actor: str) -> TenantRead:
-        configuration = TenantConfiguration(plan=self._plan(data.plan)).model_dump(mode="json")
+        configuration = TenantConfiguration(
+            plan=self._plan(data.plan), features=data.features, limits=data.limits
+        ).model_dump(mode="json", exclude_defaults=True)
         tenant = Tenant(id=data.id, name=data.name, status="active", configuration=configuration)
         self.session.add(tenant)
         try:
@@ -116,6 +128,11 @@ class TenantService:
             tenant.name = patch.name
         if patch.plan is not None:
             tenant.configuration = {**tenant.configuration, "plan": self._plan(patch.plan)}
+        if patch.features is not None:
+            tenant.configuration = {**tenant.configuration, "features": patch.features}
+        if patch.limits is not None:
+            limits = patch.limits.model_dump(mode="json", exclude_defaults=True)
+            tenant.configuration = {**tenant.configuration, "limits": limits}
         if _state(tenant) == before:
             return tenant_read(tenant)
         await self._commit(tenant, actor, "update", before)

@@ -5,6 +5,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
@@ -12,6 +13,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ..core.schema_types import whole_number
 
 # What names the tenant of a request. "token": the verified bearer token's tenant claim
 # (APP_AUTH__TENANT_CLAIM). "subdomain": the first label of the Host under one of
@@ -22,6 +25,25 @@ TenantSource = Literal["token", "subdomain", "header"]
 # As models.TENANT_ID_PATTERN; not imported from there: settings load before any model.
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+class Quotas(BaseModel):
+    """What a plan (or one tenant) may use; unset: no limit."""
+
+    # Strict: the admin API takes these as JSON, where true is no count.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # Requests per UTC day; past it, 429 until the day ends.
+    requests_per_day: Annotated[int, Field(ge=1), BeforeValidator(whole_number)] | None = None
+    # Rows a tenant may keep, by tenant-scoped table ({"items": 1000}); a write that would
+    # go past it gets 403.
+    rows: Annotated[
+        dict[
+            Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")],
+            Annotated[int, Field(ge=0), BeforeValidator(whole_number)],
+        ],
+        Field(json_schema_extra={"additionalProperties": False}),
+    ] = {}
 
 
 class TenancySettings(BaseModel):
@@ -62,6 +84,19 @@ class TenancySettings(BaseModel):
         default=["standard"], min_length=1
     )
 
+    # Quotas by plan; a plan not listed has none. A tenant's own limits (its
+    # configuration) override its plan's, quota by quota.
+    quotas: dict[str, Quotas] = {}
+    # How often each process adds the usage it counted to the database: one write per
+    # tenant, meter and day each time, not one per request. Quotas see other processes'
+    # usage this late.
+    usage_flush_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Tenants whose usage metrics carry their id; every other tenant is counted as
+    # "other". Each listed tenant is a series of its own: list the ones you watch.
+    metrics_tenants: list[Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]] = Field(
+        default=[], max_length=50
+    )
+
     # The tenant that items existing before tenancy was switched on are given, created
     # by the migration that switches it on (only if there are any).
     first_tenant: Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)] = "default"
@@ -81,6 +116,9 @@ class TenancySettings(BaseModel):
                 "domains whose subdomains are tenants "
                 '(APP_TENANCY__BASE_DOMAINS=["api.example.com"])'
             )
+        unknown = sorted(set(self.quotas) - set(self.plans))
+        if unknown:
+            raise ValueError(f"tenancy.quotas names plans that tenancy.plans lacks: {unknown}")
         if not _HEADER_NAME.fullmatch(self.header):
             raise ValueError(f"tenancy.header {self.header!r} is not a header name")
         return self
