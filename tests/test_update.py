@@ -583,9 +583,77 @@ def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path
     run_in(project, "make", "lint")
 
 
+def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service with items, its own model and revision switches tenancy on: its items go
+    to the first tenant, its revision, model and code stay, the slice's tests pass; then
+    off again the documented way, its items kept."""
+    project, service = service_with_user_work(template_repo, tmp_path)
+    answers = read_answers(project)
+    slug = answers["project_slug"]
+    package = project / "src" / answers["package_name"]
+    models = package / "items" / "models.py"
+    database = project / f"{answers['package_name']}.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "INSERT INTO items (name, price_cents, quantity, created_by, version, created_at,"
+            " updated_at) VALUES ('Widget', 100, 1, 'alice', 1, '2026-01-01 00:00:00',"
+            " '2026-01-01 00:00:00')"
+        )
+        connection.execute("INSERT INTO item_notes (item_id, text) VALUES (1, 'fragile')")
+
+    switch_on(project, {"multi_tenancy": True})
+
+    assert read_answers(project)["multi_tenancy"] is True
+    assert (package / "tenancy" / "isolation.py").is_file()
+    assert "tenancy_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    with sqlite3.connect(database) as connection:
+        tenants = connection.execute("SELECT id, status FROM tenants").fetchall()
+        items = connection.execute("SELECT name, tenant_id FROM items").fetchall()
+        notes = connection.execute("SELECT text FROM item_notes").fetchall()
+    assert tenants == [("default", "active")]
+    assert items == [("Widget", "default")]
+    assert notes == [("fragile",)]
+    run_in(project, "alembic", "check")
+    env = locked_and_linted(project)
+    suite = ["tests/test_tenancy.py", "tests/test_items.py", "tests/test_migrations.py"]
+    result = run([env["UV"], "run", "pytest", *suite], project, env=env)
+    assert_suite_passed(result, "the updated project's tenancy, item and migration tests")
+    commit_all(project, "Tenancy on")
+
+    # Off again, the documented way: the slice's revision down first, then the update.
+    run_in(project, "alembic", "downgrade", "tenancy@base")
+    switch_on(project, {"multi_tenancy": False})
+
+    for path in (
+        package / "tenancy",
+        package / "migrations" / "versions" / "tenancy",
+        project / "tests" / "test_tenancy.py",
+        project / "docs" / "tenancy.md",
+    ):
+        assert not path.exists(), f"{path.relative_to(project)} left behind"
+    assert "tenancy" not in (package / "main.py").read_text(encoding="utf-8")
+    assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    with sqlite3.connect(database) as connection:
+        items = connection.execute("SELECT name FROM items").fetchall()
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+    assert items == [("Widget",)]
+    assert "tenant_id" not in columns
+    assert "tenants" not in database_tables(project)
+    run_in(project, "alembic", "check")
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
-    outbound calls, caching and request protection, with user code, switches them all off: each
+    outbound calls, caching, request protection, GraphQL and tenants, with user code,
+    switches them all off (its database never migrated: nothing to downgrade): each
     slice's package, wiring, compose file, settings section and tests go, the user's code
     stays, and the lean service lints, tests and migrates."""
     slices = {
@@ -598,6 +666,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "caching": True,
         "request_protection": True,
         "graphql": True,
+        "multi_tenancy": True,
     }
     project = generate(template_repo, tmp_path / "svc", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -622,6 +691,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             package / "graphql",
             project / "schema.graphql",
             project / "docs" / "graphql.md",
+        ],
+        "multi_tenancy": [
+            package / "tenancy",
+            package / "migrations" / "versions" / "tenancy",
+            project / "tests" / "test_tenancy.py",
         ],
     }
     for paths in owned.values():
@@ -649,6 +723,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "caching_slice",
         "protection_slice",
         "graphql_slice",
+        "tenancy_slice",
     )
     for name in slice_names:
         assert name not in main, f"main.py still lists {name}"
