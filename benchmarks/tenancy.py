@@ -1,0 +1,136 @@
+"""What tenants cost an item read: the multi-tenant render next to the single-tenant one.
+
+Renders the service from a snapshot of the working tree as run.py does, twice per pair:
+without tenants, and with ``multi_tenancy=true`` (row isolation on SQLite). Each pair is
+measured with the read cache off (every read a query, so the isolation's criteria and
+session binding are on the path) and on (the defaults: the tenant's key prefix and the
+private caching headers). Observability and request protection are off in every profile,
+so the rows differ by tenancy alone.
+
+The tenant render serves with ``APP_TENANCY__DEFAULT_TENANT`` naming its one tenant, so
+wrk's anonymous reads go through the whole of tenant resolution (the directory lookup,
+the request's context, the usage meter's count) with no token to verify: the single-tenant
+row verifies none either. Goal: each tenant row at 0.9 of its single-tenant row's RPS or
+more.
+
+Needs wrk. Run from the repository root::
+
+    uv run python benchmarks/tenancy.py [--duration 10] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RATIO_GOAL = 0.9
+TENANT = "bench"
+ITEM = ("item", "/api/v1/items/{id}")
+# Single-tenant profile, multi-tenant profile.
+PAIRS = [("uncached", "tenants-uncached"), ("cached", "tenants-cached")]
+
+
+def profiles() -> list[Any]:
+    import run as harness  # benchmarks/run.py: render, install, serve, load, tables
+
+    quiet = {
+        **harness.BASE_ANSWERS,
+        "metrics": False,
+        "tracing": False,
+        # Its per-client limits would refuse most of one client's load: measured apart.
+        "request_protection": False,
+    }
+    return [
+        harness.Profile("uncached", {**quiet, "caching": False}),
+        harness.Profile("tenants-uncached", {**quiet, "caching": False, "multi_tenancy": True}),
+        harness.Profile("cached", quiet),
+        harness.Profile("tenants-cached", {**quiet, "multi_tenancy": True}),
+    ]
+
+
+def ratio_table(results: Sequence[Any]) -> str:
+    lines = [
+        "| read | single-tenant RPS | tenants RPS | tenants / single "
+        "| CPU µs/req (single, tenants) | goal |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    by_profile = {result.target.profile: result for result in results}
+    for single, tenants in PAIRS:
+        if single not in by_profile or tenants not in by_profile:
+            continue
+        base, measured = by_profile[single], by_profile[tenants]
+        ratio = measured.stats.rps / base.stats.rps if base.stats.rps else 0.0
+        verdict = "met" if ratio >= RATIO_GOAL else "missed"
+        lines.append(
+            f"| {single} | {base.stats.rps:.0f} | {measured.stats.rps:.0f} | {ratio:.2f} "
+            f"| {base.cpu_us_per_request:.0f}, {measured.cpu_us_per_request:.0f} "
+            f"| ≥ {RATIO_GOAL} {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per row")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--keep", action="store_true", help="keep the renders")
+    arguments = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as harness
+    from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
+
+    options = harness.Options(
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        connections=arguments.connections,
+        keep=arguments.keep,
+        json_path=None,
+        pin=False,
+        profiles=(),
+    )
+    harness.stop_cleanly_on_signals()
+    results: list[Any] = []
+
+    def benchmark(workdir: Path) -> None:
+        template = snapshot_working_tree(workdir / "template")
+        with (workdir / "servers.log").open("wb") as log:
+            for profile in profiles():
+                project = harness.render_service(template, workdir, profile)
+                token = harness.install_service(project)
+                env = {"APP_LOGGING__LEVEL": "WARNING"}
+                if profile.answers.get("multi_tenancy"):
+                    create = ["run", "--no-sync", harness.SLUG, "tenants", "create", TENANT]
+                    harness.run([harness.uv_executable(), *create], project)
+                    env["APP_TENANCY__DEFAULT_TENANT"] = TENANT
+                app = harness.service_app(project)
+                with harness.serving(app, log, None, **env) as server:
+                    ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
+                    harness.read_items(server.base_url, ids)
+                    target = harness.Target(ITEM[0], ITEM[1], "WARNING", profile.name)
+                    results.append(harness.load(server, target, ids, options))
+
+    status = harness.in_workdir(
+        "bench-tenancy-", keep=arguments.keep, kept="renders, servers.log", benchmark=benchmark
+    )
+    if status:
+        return status
+    print()
+    print(ratio_table(results))
+    for result in results:
+        print(
+            f"{result.target.profile:<18} p50 {result.stats.p50_ms:.2f} ms"
+            f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
+            f"/request  errors {result.stats.errors or 'none'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
