@@ -3,14 +3,13 @@ metric events from clients, and the results as JSON or as a page."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from openfeature import api
 from pydantic import BaseModel
 
-from ..core.auth.dependencies import require_roles
-from ..core.auth.principal import Principal
+from ..core.auth.dependencies import ServiceAdminDep
 from ..core.database import SessionDep
 from ..core.errors import problem_responses
 from ..flags.layers import serving_layer
@@ -29,7 +28,8 @@ from .schemas import (
     Ship,
 )
 
-AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+# The role that runs the service as a whole (APP_AUTH__SERVICE_ADMIN_ROLE).
+AdminDep = ServiceAdminDep
 
 
 class ExposureRead(BaseModel):

@@ -49,6 +49,7 @@ class Protection:
         limiter: RateLimiter,
         observer: ProtectionObserver,
         docs_paths: frozenset[str],
+        service_admin_role: str,
     ) -> None:
         self.settings = settings
         self.limiter = limiter
@@ -63,7 +64,8 @@ class Protection:
         self.in_progress: Counter[str] = Counter()
         limits = settings.rate_limits
         self.exempt_paths = tuple(limits.exempt_paths)
-        self.exempt_roles = frozenset(limits.exempt_roles)
+        exempt = limits.exempt_roles
+        self.exempt_roles = frozenset([service_admin_role] if exempt is None else exempt)
         private = settings.private
         self.private_paths = tuple(private.paths)
         self.private_token = (

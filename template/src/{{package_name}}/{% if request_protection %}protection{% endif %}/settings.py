@@ -62,8 +62,9 @@ class RateLimitSettings(BaseModel):
     routes: dict[str, RoutePolicy] = {}
     # Requests under these path prefixes are not counted: probes and scrapes.
     exempt_paths: list[str] = ["/health/", "/metrics"]
-    # Callers holding any of these roles are not counted.
-    exempt_roles: list[str] = ["admin"]
+    # Callers holding any of these roles are not counted. Unset: the role that runs the
+    # service (APP_AUTH__SERVICE_ADMIN_ROLE).
+    exempt_roles: list[str] | None = None
     # With Redis: the longest one command (or the wait for a connection) may take, and how
     # long to leave Redis alone after three failed checks in a row (requests meanwhile
     # are decided by fail_open, at no cost).

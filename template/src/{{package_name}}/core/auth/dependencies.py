@@ -107,6 +107,18 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     return check
 
 
+async def service_admin(request: Request, principal: PrincipalDep) -> Principal:
+    """Admits callers holding the role that runs the service as a whole
+    (``APP_AUTH__SERVICE_ADMIN_ROLE``)."""
+    role: str = request.app.state.settings.auth.service_admin_role
+    if not principal.has_roles(role):
+        raise ForbiddenError(f"missing role: {role}")
+    return principal
+
+
+ServiceAdminDep = Annotated[Principal, Depends(service_admin)]
+
+
 def _needs_principal(dependant: Dependant) -> bool:
     return any(
         dependency.call is current_principal or _needs_principal(dependency)

@@ -2,18 +2,18 @@
 
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ...core.auth.dependencies import require_roles
-from ...core.auth.principal import Principal
+from ...core.auth.dependencies import ServiceAdminDep
 from ...core.errors import problem_responses
 from .dependencies import FlagServiceDep
 from .flagd_format import SCHEMA_URL, FlagdFormatError, export_flags, import_flags
 from .schemas import FlagBody, FlagChangeRead, FlagDefinition, VariantName
 
-AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+# The role that runs the service as a whole (APP_AUTH__SERVICE_ADMIN_ROLE).
+AdminDep = ServiceAdminDep
 
 router = APIRouter(
     prefix="/api/v1/flags",
