@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -593,7 +594,9 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
     package = project / "src" / answers["package_name"]
     models = package / "items" / "models.py"
     database = project / f"{answers['package_name']}.db"
-    with sqlite3.connect(database) as connection:
+    # Closed, not only committed: an open connection would outlive the migrations that
+    # rebuild the tables under it.
+    with closing(sqlite3.connect(database)) as connection, connection:
         connection.execute(
             "INSERT INTO items (name, price_cents, quantity, created_by, version, created_at,"
             " updated_at) VALUES ('Widget', 100, 1, 'alice', 1, '2026-01-01 00:00:00',"
@@ -610,7 +613,7 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
     run_in(project, slug, "migrate")
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection:
         tenants = connection.execute("SELECT id, status FROM tenants").fetchall()
         items = connection.execute("SELECT name, tenant_id FROM items").fetchall()
         notes = connection.execute("SELECT text FROM item_notes").fetchall()
@@ -640,7 +643,7 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
     run_in(project, slug, "migrate")
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection:
         items = connection.execute("SELECT name FROM items").fetchall()
         columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
     assert items == [("Widget",)]
