@@ -166,8 +166,10 @@ class TransportHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
             if reason is None and limit is not None and len(self.operations) >= limit:
                 reason = f"at most {limit} operations run at once on a connection"
                 code = "TOO_MANY_OPERATIONS"
-            if reason is not None:
-                refusal = error_with_code(reason, code)
+            refusal = error_with_code(reason, code) if reason is not None else None
+            if refusal is None and isinstance(self.view, GraphQLView):
+                refusal = await self.view.admit_operation(self.context)
+            if refusal is not None:
                 await self.send_message(
                     {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
                 )
@@ -216,10 +218,14 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
         environment: str,
         on_connection: ConnectionHook | None = None,
         admission: ConnectionAdmission | None = None,
+        operation_admission: ConnectionAdmission | None = None,
         tenant_check: TenantCheck | None = None,
     ) -> None:
         self._on_connection = on_connection
         self._admission = admission
+        # Decides each operation a WebSocket starts, as the HTTP middleware decides each
+        # request (the tenancy slice: the tenant still active, within its daily quota).
+        self._operation_admission = operation_admission
         self._tenant_check = tenant_check
         self._ide: tuple[str, str] | None = None
         super().__init__(
@@ -254,6 +260,18 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
                     raise UnauthorizedError("send the token as 'Authorization: Bearer ...'")
                 principal = await verify_request_token(request, token)
         return GraphQLContext(request, principal, self._tenant_check)
+
+    async def admit_operation(self, context: GraphQLContext) -> GraphQLError | None:
+        """The refusal of an operation a WebSocket starts, coded; None to run it."""
+        if self._operation_admission is None or not isinstance(context.connection, WebSocket):
+            return None
+        try:
+            await self._operation_admission(context.connection, context.principal)
+        except ProblemError as refusal:
+            return error_with_code(
+                refusal.detail, CODES_BY_STATUS.get(refusal.status, "BAD_REQUEST")
+            )
+        return None
 
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, object] | None:
         """Authenticates a WebSocket by its connection_init payload's ``Authorization``

@@ -7,12 +7,14 @@ from fastapi import FastAPI
 
 from ..core.errors import PROBLEM_CONTENT_TYPE
 from .settings import TenancySettings
+from .usage import tenant_scoped_tables
 
 _PROBLEM = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
 # What resolution answers any operation it screens.
 _REFUSALS = {
     "400": "The request names more than one tenant",
     "403": "The tenant does not exist or is suspended",
+    "429": "The tenant has used its requests of the day (Retry-After: until the next)",
     "503": "Service Unavailable",
 }
 
@@ -20,6 +22,11 @@ _REFUSALS = {
 def document_tenancy(app: FastAPI, settings: TenancySettings) -> None:
     generate = app.openapi
     untenanted = tuple(settings.untenanted_paths)
+    refusals = dict(_REFUSALS)
+    if "token" in settings.sources:
+        # Routes that need a tenant (TenantDep) want a token naming one, and one that
+        # verifies.
+        refusals["401"] = "A bearer token naming a tenant is required, or it did not verify"
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -30,9 +37,18 @@ def document_tenancy(app: FastAPI, settings: TenancySettings) -> None:
                 continue
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                for status, description in _REFUSALS.items():
+                for status, description in refusals.items():
                     responses.setdefault(status, {"description": description, "content": _PROBLEM})
         components = schema.get("components", {}).get("schemas", {})
+        for name, component in components.items():
+            rows = component.get("properties", {}).get("rows")
+            if not name.startswith("Quotas") or rows is None:
+                continue
+            # Row quotas name tenant-scoped tables: the ones this service has.
+            integer = {"type": "integer", "minimum": 0}
+            rows.pop("patternProperties", None)
+            rows["properties"] = dict.fromkeys(tenant_scoped_tables(), integer)
+            rows["additionalProperties"] = False
         for name in ("TenantCreate", "TenantPatch"):
             plan = components.get(name, {}).get("properties", {}).get("plan")
             if plan is not None:

@@ -15,7 +15,7 @@ none, and the routes that do (``TenantDep``) refuse it there.
 """
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -221,8 +221,40 @@ async def admit_connection(connection: HTTPConnection, principal: Principal | No
         return
     # Beside the handshake's own sources (its Authorization header's token included).
     named = {**await resolver.named(connection.scope), "connection_init token": claimed}
+    tenant = await _unavailable_as_refusal(connection, resolver.decide(named))
+    if tenant is not None:
+        # Set, never reset: the connection's task ends with the connection.
+        current_tenant.set(tenant)
+        structlog.contextvars.bind_contextvars(tenant=tenant)
+
+
+async def admit_operation(connection: HTTPConnection, principal: Principal | None) -> None:
+    """For each operation a WebSocket starts (the GraphQL slice): its tenant must still
+    be active, and the operation counts as a request, against the daily quota too, as an
+    HTTP request does. Raises ``TenantRefusedError``. Subscriptions already running go on
+    until the connection closes."""
+    tenant = current_tenant.get()
+    if tenant is None:
+        return
+    resolver: TenantResolver = connection.app.state.tenant_resolver
+    await _unavailable_as_refusal(connection, _screen_operation(resolver, tenant))
+
+
+async def _screen_operation(resolver: TenantResolver, tenant: str) -> None:
+    entry = await resolver.directory.lookup(tenant)
+    if entry is None:
+        raise TenantRefusedError(403, f"tenant {tenant!r} does not exist")
+    if not entry.active:
+        raise TenantRefusedError(403, f"tenant {tenant!r} is suspended")
+    await resolver.count_request(tenant)
+
+
+async def _unavailable_as_refusal(
+    connection: HTTPConnection, work: Awaitable[str | None]
+) -> str | None:
+    """``work``'s result; a database that does not answer is a 503 refusal."""
     try:
-        tenant = await resolver.decide(named)
+        return await work
     except TenantRefusedError:
         raise
     except Exception as exc:
@@ -230,10 +262,6 @@ async def admit_connection(connection: HTTPConnection, principal: Principal | No
         if detail is None:
             raise
         raise TenantRefusedError(503, detail) from exc
-    if tenant is not None:
-        # Set, never reset: the connection's task ends with the connection.
-        current_tenant.set(tenant)
-        structlog.contextvars.bind_contextvars(tenant=tenant)
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, response: Any) -> None:

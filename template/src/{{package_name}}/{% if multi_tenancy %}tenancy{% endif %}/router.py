@@ -1,6 +1,6 @@
 """Tenant admin API: create, list, change, suspend, resume and delete tenants.
 
-Every route needs the platform admin role (``APP_TENANCY__ADMIN_ROLE``); every change is
+Every route needs the platform admin role (``APP_AUTH__SERVICE_ADMIN_ROLE``); every change is
 in the tenant's audit log (``GET /api/v1/tenants/{id}/changes``).
 """
 

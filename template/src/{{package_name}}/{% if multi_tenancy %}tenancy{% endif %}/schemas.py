@@ -3,7 +3,15 @@
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 
 from .models import TENANT_ID_PATTERN
 from .settings import Quotas
@@ -25,8 +33,28 @@ PlanName = Annotated[
 Reason = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
 # A flag key as the flags slice spells them.
 FeatureKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+
+
+def _storable(value: JsonValue) -> JsonValue:
+    """Refuses text no database stores and no JSON encoder writes: a lone surrogate
+    (``"\\ud800"`` in JSON) anywhere in a value."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("text with a lone surrogate (\\ud800-\\udfff) is not stored") from None
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    return value
+
+
 Features = Annotated[
-    dict[FeatureKey, JsonValue],
+    dict[FeatureKey, Annotated[JsonValue, AfterValidator(_storable)]],
     Field(
         max_length=100,
         description="Values by flag key: each flag read for this tenant answers its value "

@@ -26,6 +26,8 @@ from .schemas import (
     TenantRead,
     TenantStatus,
 )
+from .settings import Quotas
+from .usage import tenant_scoped_tables
 
 Forget = Callable[[str], None]
 
@@ -35,6 +37,12 @@ def _forget_nothing(tenant_id: str) -> None:
 
 
 class UnknownPlanError(ProblemError):
+    status = 422
+
+
+class UnknownTableError(ProblemError):
+    """A row quota naming a table that holds no tenant's rows."""
+
     status = 422
 
 
@@ -65,6 +73,17 @@ class TenantService:
         self.session = session
         self.plans = tuple(plans)
         self.forget = forget
+
+    @staticmethod
+    def _limits(limits: Quotas) -> Quotas:
+        unknown = sorted(set(limits.rows) - set(tenant_scoped_tables()))
+        if unknown:
+            known = ", ".join(tenant_scoped_tables())
+            raise UnknownTableError(
+                f"no tenant-scoped table {', '.join(unknown)}; they are: {known}",
+                field="limits.rows",
+            )
+        return limits
 
     def _plan(self, plan: str | None) -> str:
         if plan is None:
@@ -106,8 +125,18 @@ class TenantService:
         return list(rows)
 
     async def create(self, data: TenantCreate, actor: str) -> TenantRead:
+        # Ids are never reused: a deleted tenant's tokens, cached entries and audit log
+        # must not become another tenant's.
+        used = await self.session.scalar(
+            select(TenantChange.id).where(TenantChange.tenant_id == data.id).limit(1)
+        )
+        if used is not None and await self.session.get(Tenant, data.id) is None:
+            raise ConflictError(
+                f"tenant id {data.id!r} belonged to a deleted tenant; ids are never reused",
+                field="id",
+            )
         configuration = TenantConfiguration(
-            plan=self._plan(data.plan), features=data.features, limits=data.limits
+            plan=self._plan(data.plan), features=data.features, limits=self._limits(data.limits)
         ).model_dump(mode="json", exclude_defaults=True)
         tenant = Tenant(id=data.id, name=data.name, status="active", configuration=configuration)
         self.session.add(tenant)
@@ -131,7 +160,7 @@ class TenantService:
         if patch.features is not None:
             tenant.configuration = {**tenant.configuration, "features": patch.features}
         if patch.limits is not None:
-            limits = patch.limits.model_dump(mode="json", exclude_defaults=True)
+            limits = self._limits(patch.limits).model_dump(mode="json", exclude_defaults=True)
             tenant.configuration = {**tenant.configuration, "limits": limits}
         if _state(tenant) == before:
             return tenant_read(tenant)

@@ -76,8 +76,6 @@ class TenancySettings(BaseModel):
     # How long a process trusts what it read of a tenant (its status): a suspension made
     # in another process applies within this time. Changes made here apply at once.
     directory_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
-    # The role that may create, change, suspend and delete tenants.
-    admin_role: str = "platform-admin"
     # The plans a tenant can be on; a new tenant gets the first unless told otherwise.
     # Flags can target by plan: the evaluation context's "plan" is the tenant's.
     plans: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]] = Field(

@@ -27,8 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Executable
 
-from ..core.database import Base
 from ..core.errors import NotFoundError, ProblemError
+
+# From the module that imports every slice's models: tenant_scoped_tables() sees them all
+# in a process that imported no route (a CLI command).
+from ..models import Base
 from .models import METER_LENGTH, Tenant, TenantScoped, UsageCount
 from .schemas import MeterUsage, TenantUsage
 from .settings import Quotas
@@ -37,7 +40,8 @@ logger = structlog.stdlib.get_logger(__name__)
 
 # The meter every resolved request counts on.
 REQUESTS = "requests"
-METER_PATTERN = re.compile(rf"[a-z][a-z0-9_.-]{{0,{METER_LENGTH - 1}}}")
+# A lowercase word; at most METER_LENGTH long (checked apart: no braces in the pattern).
+METER_PATTERN = re.compile(r"[a-z][a-z0-9_.-]*")
 # Distinct meters a process counts: names come from code, but a meter named after data
 # (a user id) would grow the table and this process without end.
 MAX_METERS = 100
@@ -114,7 +118,7 @@ class UsageMeter:
         meter name that is not one (``[a-z][a-z0-9_.-]*``, at most 64) or one past the
         100 a process counts, and for a negative amount."""
         if meter not in self._meters:
-            if not METER_PATTERN.fullmatch(meter):
+            if len(meter) > METER_LENGTH or not METER_PATTERN.fullmatch(meter):
                 raise ValueError(f"{meter!r} is not a meter name ([a-z][a-z0-9_.-]*, <= 64)")
             if len(self._meters) >= MAX_METERS:
                 raise ValueError(f"more than {MAX_METERS} meters: {meter!r} is not counted")

@@ -33,7 +33,6 @@ from pydantic import BaseModel, Field, JsonValue
 from ...core.auth.dependencies import PrincipalDep
 from ...core.errors import problem_responses
 from ...core.etags import if_none_match_hits
-from ...core.tenant import current_tenant
 from ..hooks import record_evaluation
 from ..layers import serving_layer
 from .evaluation import CompiledFlag
@@ -100,16 +99,6 @@ class InvalidRequestError(Exception):
 
 
 async def _evaluation_context(request: Request) -> EvaluationContext:
-    context = await _body_context(request)
-    tenant = current_tenant.get()
-    if tenant is None:
-        return context
-    # The request's tenant (the tenancy slice), whatever the body says: a client reads
-    # its own tenant's flags only.
-    return EvaluationContext(context.targeting_key, {**context.attributes, "tenant": tenant})
-
-
-async def _body_context(request: Request) -> EvaluationContext:
     raw = await request.body()
     if not raw.strip():
         return EvaluationContext()
