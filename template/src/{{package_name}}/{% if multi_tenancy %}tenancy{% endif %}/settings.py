@@ -77,7 +77,8 @@ class TenancySettings(BaseModel):
     # in another process applies within this time. Changes made here apply at once.
     directory_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     # The plans a tenant can be on; a new tenant gets the first unless told otherwise.
-    # Flags can target by plan: the evaluation context's "plan" is the tenant's.
+    # Flags can target by plan: a flag read's "plan" is the tenant's unless the token
+    # names one (its plan claim).
     plans: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]] = Field(
         default=["standard"], min_length=1
     )
