@@ -3,10 +3,9 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import HTTPConnection
 
-from ..core.auth.dependencies import ServiceAdminDep, verify_request_token
+from ..core.auth.dependencies import ServiceAdminDep, bearer_token, verify_request_token
 from ..core.database import SessionDep
 from ..core.errors import ForbiddenError, UnauthorizedError
 from ..core.tenant import current_tenant
@@ -36,11 +35,10 @@ async def required_tenant(request: Request) -> str:
     that does not verify is a 401 whatever named the tenant: its holder must know to
     renew it. (Verified here, not through HTTPBearer: the routes stay open to anonymous
     callers of a tenant named otherwise, and the OpenAPI document says so.)"""
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    authenticated = scheme.lower() == "bearer" and bool(token)
-    if authenticated:
+    token = bearer_token(request)
+    if token is not None:
         await verify_request_token(request, token)
-    return tenant_of(request, authenticated=authenticated)
+    return tenant_of(request, authenticated=token is not None)
 
 
 TenantDep = Annotated[str, Depends(required_tenant)]

@@ -133,17 +133,25 @@ class TenantResolver:
         if entry is None:
             return Quotas()
         plan = self.settings.quotas.get(entry.plan, Quotas())
-        own = entry.limits
         return Quotas(
-            requests_per_day=own.requests_per_day or plan.requests_per_day,
-            rows={**plan.rows, **own.rows},
+            requests_per_day=self._requests_per_day(tenant),
+            rows={**plan.rows, **entry.limits.rows},
         )
+
+    def _requests_per_day(self, tenant: str) -> int | None:
+        """``tenant``'s daily request quota, without building its Quotas: asked on every
+        request."""
+        entry = self.directory.cached(tenant)
+        if entry is None:
+            return None
+        plan = self.settings.quotas.get(entry.plan)
+        return entry.limits.requests_per_day or (plan.requests_per_day if plan else None)
 
     async def count_request(self, tenant: str) -> None:
         """Counts a request of ``tenant``; refuses it (429) past its daily quota."""
         if self.usage is None:
             return
-        quota = self.quotas_of(tenant).requests_per_day
+        quota = self._requests_per_day(tenant)
         if quota is not None and await self.usage.used_today(tenant) >= quota:
             self.usage.refused("requests_per_day")
             raise TenantRefusedError(

@@ -57,6 +57,12 @@ async def verify_request_token(request: HTTPConnection, token: str) -> Principal
     return principal
 
 
+def bearer_token(request: HTTPConnection) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header; None without one."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
 async def principal_if_valid(request: HTTPConnection) -> Principal | None:
     """The caller, when a valid bearer token came with the request; None otherwise.
 
@@ -65,8 +71,8 @@ async def principal_if_valid(request: HTTPConnection) -> Principal | None:
     public route (health, metrics) into a 401. Routes that need the caller still verify
     the token themselves and reject it there; the verification is done once either way.
     """
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if token is None:
         return None
     try:
         return await verify_request_token(request, token)
