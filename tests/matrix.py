@@ -46,7 +46,7 @@ DOMAINS: dict[str, list[Any]] = {
     "request_protection": [False, True],
     "graphql": [False, True],
     "multi_tenancy": [False, True],
-    "tenant_isolation": ["row"],
+    "tenant_isolation": ["row", "schema", "database"],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -199,6 +199,15 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     ),
     "src/{package_name}/tenancy/metrics.py": lambda a: bool(a["multi_tenancy"] and a["metrics"]),
     "src/{package_name}/migrations/versions/tenancy": lambda a: bool(a["multi_tenancy"]),
+    "src/{package_name}/tenancy/rls.py": lambda a: bool(
+        a["multi_tenancy"] and a["tenant_isolation"] == "row"
+    ),
+    "src/{package_name}/tenancy/storage.py": lambda a: bool(
+        a["multi_tenancy"] and a["tenant_isolation"] != "row"
+    ),
+    "src/{package_name}/tenancy/provisioning.py": lambda a: bool(
+        a["multi_tenancy"] and a["tenant_isolation"] != "row"
+    ),
     "tests/test_tenancy.py": lambda a: bool(a["multi_tenancy"]),
     "docs/tenancy.md": lambda a: bool(a["multi_tenancy"]),
     "src/{package_name}/caching": lambda a: bool(a["caching"]),
@@ -349,11 +358,13 @@ def effective_answers(data: Mapping[str, Any]) -> Answers:
 def _answerable(data: Answers) -> Answers:
     """``data`` as copier accepts it (test_invalid_answers checks the refusals): no
     experiments answer without feature flags, no tenant_isolation answer without
-    multi_tenancy."""
+    multi_tenancy, schema isolation on PostgreSQL only."""
     if data.get("feature_flags") is False:
         data = {name: value for name, value in data.items() if name != "experiments"}
     if data.get("multi_tenancy") is False:
         data = {name: value for name, value in data.items() if name != "tenant_isolation"}
+    if data.get("tenant_isolation") == "schema":
+        data = {**data, "database": "postgresql", "multi_tenancy": True}
     return data
 
 
@@ -428,6 +439,32 @@ PROFILES: dict[str, Answers] = {
         "caching": False,
         "request_protection": False,
     },
-    "flagd": {**BASE_ANSWERS, "flag_provider": "flagd", "metrics": False, "tracing": False},
-    "launchdarkly": {**BASE_ANSWERS, "flag_provider": "launchdarkly", "metrics": False},
+    # Lean profiles each with one more way of keeping tenants apart: a database per
+    # tenant on PostgreSQL and on SQLite, a schema per tenant.
+    "flagd": {
+        **BASE_ANSWERS,
+        "flag_provider": "flagd",
+        "metrics": False,
+        "tracing": False,
+        "database": "postgresql",
+        "multi_tenancy": True,
+        "tenant_isolation": "database",
+    },
+    "launchdarkly": {
+        **BASE_ANSWERS,
+        "flag_provider": "launchdarkly",
+        "metrics": False,
+        "multi_tenancy": True,
+        "tenant_isolation": "database",
+    },
+    "tenancy-schema": {
+        **BASE_ANSWERS,
+        "metrics": False,
+        "tracing": False,
+        "circuit_breakers": False,
+        "request_protection": False,
+        "database": "postgresql",
+        "multi_tenancy": True,
+        "tenant_isolation": "schema",
+    },
 }

@@ -58,6 +58,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"multi_tenancy": True, "tenant_isolation": "cluster"},
         "tenant_isolation",
     ),
+    # SQLite has no schemas: refused, naming both questions.
+    (
+        "tenant-schema-on-sqlite",
+        {"multi_tenancy": True, "tenant_isolation": "schema", "database": "sqlite"},
+        "tenant_isolation",
+    ),
 ]
 
 # Derived defaults that are invalid must be refused too, naming the derived question.

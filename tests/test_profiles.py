@@ -44,8 +44,9 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
         "APP_REDIS__URL": TEST_REDIS_URL,
     },
     "bare": {},
-    "flagd": {},
+    "flagd": {"APP_DATABASE__URL": TEST_DATABASE_URL},
     "launchdarkly": {},
+    "tenancy-schema": {"APP_DATABASE__URL": TEST_DATABASE_URL},
 }
 
 MAKE_TIMEOUT = 1200  # seconds, per make target (includes the first uv sync)

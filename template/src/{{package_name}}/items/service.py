@@ -8,6 +8,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..core.errors import ConflictError, NotFoundError
 from ..core.etags import etag_for
 from ..core.representations import Representation
+from ..core.tenant import current_tenant
 from .changes import ChangeKind, ItemChange, ItemChanges
 from .models import Item
 from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
@@ -91,8 +92,10 @@ class ItemService:
         await self._commit_session(conflict=conflict)
         await self.committed(item)
         if self._changes is not None:
-            # tenant_id exists when the tenancy slice makes items tenant-scoped.
-            tenant = getattr(item, "tenant_id", None)
+            # The item's tenant: its tenant_id column where the tenancy slice keeps one
+            # (row isolation), else the tenant the code acts for (a schema or database
+            # per tenant), None without tenants.
+            tenant = getattr(item, "tenant_id", None) or current_tenant.get()
             self._changes.announce(ItemChange(kind, item.id, item.version, tenant))
 
     async def committed(self, item: Item) -> None:

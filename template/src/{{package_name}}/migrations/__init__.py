@@ -65,26 +65,32 @@ def alembic_config(settings: DatabaseSettings) -> Config:
     return config
 
 
-def _current_heads(connection: Connection) -> tuple[str, ...]:
+def _current_heads(connection: Connection, version_table_schema: str | None) -> tuple[str, ...]:
+    context = MigrationContext.configure(
+        connection, opts={"version_table_schema": version_table_schema}
+    )
     # Sorted: with a branch per feature there are several, in no order of their own.
-    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+    return tuple(sorted(context.get_current_heads()))
 
 
-async def _read_revisions(url: str) -> tuple[str, ...]:
+async def _read_revisions(url: str, version_table_schema: str | None) -> tuple[str, ...]:
     # The same engine as env.py's: no pool outlives this one read.
     engine = sqlite_configured(
         create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
     )
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_current_heads)
+            return await connection.run_sync(_current_heads, version_table_schema)
     finally:
         await engine.dispose()
 
 
-def database_revisions(settings: DatabaseSettings) -> tuple[str, ...]:
-    """The revisions the database's ``alembic_version`` table holds; none for a new one."""
-    return asyncio.run(_read_revisions(settings.url.get_secret_value()))
+def database_revisions(
+    settings: DatabaseSettings, version_table_schema: str | None = None
+) -> tuple[str, ...]:
+    """The revisions the database's ``alembic_version`` table holds (the one in
+    ``version_table_schema``, if named); none for a new one."""
+    return asyncio.run(_read_revisions(settings.url.get_secret_value(), version_table_schema))
 
 
 def recorded_heads(scripts: ScriptDirectory) -> tuple[str, ...]:

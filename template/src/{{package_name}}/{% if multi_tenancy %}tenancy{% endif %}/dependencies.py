@@ -50,7 +50,12 @@ PlatformAdminDep = ServiceAdminDep
 
 async def tenant_service(request: Request, session: SessionDep) -> TenantService:
     directory: TenantDirectory = request.app.state.tenant_directory
-    return TenantService(session, request.app.state.settings.tenancy.plans, directory.forget)
+    return TenantService(
+        session,
+        request.app.state.settings.tenancy.plans,
+        directory.forget,
+        request.app.state.tenant_places,
+    )
 
 
 TenantServiceDep = Annotated[TenantService, Depends(tenant_service)]

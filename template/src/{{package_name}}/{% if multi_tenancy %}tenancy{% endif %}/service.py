@@ -8,7 +8,7 @@ overwrite.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,12 +32,28 @@ from .usage import tenant_scoped_tables
 Forget = Callable[[str], None]
 
 
+class Places(Protocol):
+    """Where tenants' tables are kept apart, when each tenant has a place of its own (a
+    schema or a database: ``provisioning.TenantPlaces``)."""
+
+    async def provision(self, tenant: str) -> None: ...
+
+    async def deprovision(self, tenant: str) -> None: ...
+
+
 def _forget_nothing(tenant_id: str) -> None:
     """For callers without a directory to keep current (the CLI)."""
 
 
 class UnknownPlanError(ProblemError):
     status = 422
+
+
+class PlaceUnavailableError(ProblemError):
+    """A tenant's place (schema, database) could not be prepared or dropped; nothing was
+    registered or deleted, and the same request can be retried."""
+
+    status = 503
 
 
 class UnknownTableError(ProblemError):
@@ -68,11 +84,17 @@ def _state(tenant: Tenant) -> dict[str, Any]:
 
 class TenantService:
     def __init__(
-        self, session: AsyncSession, plans: Sequence[str], forget: Forget = _forget_nothing
+        self,
+        session: AsyncSession,
+        plans: Sequence[str],
+        forget: Forget = _forget_nothing,
+        places: Places | None = None,
     ) -> None:
         self.session = session
         self.plans = tuple(plans)
         self.forget = forget
+        # None: tenants share the tables (row isolation), a new tenant needs no place.
+        self.places = places
 
     @staticmethod
     def _limits(limits: Quotas) -> Quotas:
@@ -138,6 +160,18 @@ class TenantService:
         configuration = TenantConfiguration(
             plan=self._plan(data.plan), features=data.features, limits=self._limits(data.limits)
         ).model_dump(mode="json", exclude_defaults=True)
+        if self.places is not None:
+            if await self.session.get(Tenant, data.id) is not None:
+                raise ConflictError(f"tenant {data.id!r} exists", field="id")
+            # Its place first: a tenant is registered only once its tables are there.
+            # A failure registers nothing, and a retry finishes the place.
+            try:
+                await self.places.provision(data.id)
+            except Exception as exc:
+                raise PlaceUnavailableError(
+                    f"the place of tenant {data.id!r} could not be prepared, so it was not "
+                    f"created: {type(exc).__name__}; try again, or see the service's log"
+                ) from exc
         tenant = Tenant(id=data.id, name=data.name, status="active", configuration=configuration)
         self.session.add(tenant)
         try:
@@ -186,7 +220,8 @@ class TenantService:
         return tenant_read(tenant)
 
     async def delete(self, tenant_id: str, actor: str) -> None:
-        """Deletes a suspended tenant and, through the foreign keys, every row it owns.
+        """Deletes a suspended tenant and every row it owns (through the foreign keys, or
+        with the schema or database that is its place).
         An active tenant is refused: suspending first is the step that gives its users
         and the retention policy their time (docs/tenancy.md)."""
         tenant = await self._tenant(tenant_id)
@@ -195,6 +230,15 @@ class TenantService:
                 f"tenant {tenant_id!r} is active; suspend it first (its data is deleted with it)"
             )
         before = _state(tenant)
+        if self.places is not None:
+            # Its place first: a failure deletes nothing, and a retry finishes the drop.
+            try:
+                await self.places.deprovision(tenant_id)
+            except Exception as exc:
+                raise PlaceUnavailableError(
+                    f"the place of tenant {tenant_id!r} could not be dropped, so it was not "
+                    f"deleted: {type(exc).__name__}; try again, or see the service's log"
+                ) from exc
         await self.session.delete(tenant)
         await self._commit(tenant, actor, "delete", before, deleted=True)
 

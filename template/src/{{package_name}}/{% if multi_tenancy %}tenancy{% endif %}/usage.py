@@ -204,13 +204,17 @@ class PeriodError(ProblemError):
     status = 422
 
 
-def tenant_scoped_tables() -> list[str]:
-    """The tables of every tenant-scoped model, the ones row quotas count."""
-    return sorted(
-        mapper.local_table.name  # type: ignore[attr-defined]
-        for mapper in Base.registry.mappers
+def tenant_scoped_models() -> dict[str, type[TenantScoped]]:
+    """Every tenant-scoped model by its table: the tables row quotas count."""
+    return {
+        mapper.local_table.name: mapper.class_  # type: ignore[attr-defined]
+        for mapper in sorted(Base.registry.mappers, key=lambda m: m.local_table.name)  # type: ignore[attr-defined]
         if issubclass(mapper.class_, TenantScoped)
-    )
+    }
+
+
+def tenant_scoped_tables() -> list[str]:
+    return list(tenant_scoped_models())
 
 
 async def usage_report(
@@ -247,11 +251,15 @@ async def usage_report(
     for (_, name), count in counts.items():
         totals[name] += count
     kept = {}
-    for name in tenant_scoped_tables():
+    for name, model in tenant_scoped_models().items():
         table = Base.metadata.tables[name]
-        # The filter for SQLite; on PostgreSQL row-level security holds it too.
-        counted = select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
-        kept[name] = await tenants_own.scalar(counted) or 0
+        counted = select(func.count()).select_from(table)
+        if "tenant_id" in table.c:
+            # Tenants share the table (row isolation): the filter for SQLite; on
+            # PostgreSQL row-level security holds it too. Elsewhere the table is the
+            # tenant's own, reached through the model's bind.
+            counted = counted.where(table.c.tenant_id == tenant_id)
+        kept[name] = await tenants_own.scalar(counted, bind_arguments={"mapper": model}) or 0
     return TenantUsage(
         tenant_id=tenant_id,
         since=since,
