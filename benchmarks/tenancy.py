@@ -1,11 +1,14 @@
 """What tenants cost an item read: the multi-tenant render next to the single-tenant one.
 
-Renders the service from a snapshot of the working tree as run.py does, twice per pair:
-without tenants, and with ``multi_tenancy=true`` (row isolation on SQLite). Each pair is
-measured with the read cache off (every read a query, so the isolation's criteria and
-session binding are on the path) and on (the defaults: the tenant's key prefix and the
-private caching headers). Observability and request protection are off in every profile,
-so the rows differ by tenancy alone.
+Renders the service from a snapshot of the working tree as run.py does, once per
+profile: without tenants, and with ``multi_tenancy=true`` in each way of keeping tenants
+apart. Row isolation is measured with the read cache off (every read a query, so the
+isolation's criteria and session binding are on the path) and on (the defaults: the
+tenant's key prefix and the private caching headers); a database per tenant (SQLite) and
+a schema per tenant (PostgreSQL, against a single-tenant PostgreSQL render) with it off.
+Observability and request protection are off in every profile, so the rows differ by
+tenancy alone. PostgreSQL profiles get a database of their own on the server
+``BENCH_POSTGRES_URL`` names (default: the local one, as user postgres), dropped after.
 
 The tenant render serves with ``APP_TENANCY__DEFAULT_TENANT`` naming its one tenant, so
 wrk's anonymous reads go through the whole of tenant resolution (the directory lookup,
@@ -13,7 +16,7 @@ the request's context, the usage meter's count) with no token to verify: the sin
 row verifies none either. Goal: each tenant row at 0.9 of its single-tenant row's RPS or
 more.
 
-Needs wrk. Run from the repository root::
+Needs wrk, and psql for the PostgreSQL rows. Run from the repository root::
 
     uv run python benchmarks/tenancy.py [--duration 10] [--keep]
 """
@@ -21,9 +24,13 @@ Needs wrk. Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,13 @@ RATIO_GOAL = 0.9
 TENANT = "bench"
 ITEM = ("item", "/api/v1/items/{id}")
 # Single-tenant profile, multi-tenant profile.
-PAIRS = [("uncached", "tenants-uncached"), ("cached", "tenants-cached")]
+PAIRS = [
+    ("uncached", "row-uncached"),
+    ("cached", "row-cached"),
+    ("uncached", "database-uncached"),
+    ("postgresql-uncached", "schema-uncached"),
+]
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 
 
 def profiles() -> list[Any]:
@@ -44,17 +57,54 @@ def profiles() -> list[Any]:
         # Its per-client limits would refuse most of one client's load: measured apart.
         "request_protection": False,
     }
+    uncached = {**quiet, "caching": False}
+    tenants = {"multi_tenancy": True}
+    postgresql = {"database": "postgresql"}
     return [
-        harness.Profile("uncached", {**quiet, "caching": False}),
-        harness.Profile("tenants-uncached", {**quiet, "caching": False, "multi_tenancy": True}),
+        harness.Profile("uncached", uncached),
+        harness.Profile("row-uncached", {**uncached, **tenants}),
         harness.Profile("cached", quiet),
-        harness.Profile("tenants-cached", {**quiet, "multi_tenancy": True}),
+        harness.Profile("row-cached", {**quiet, **tenants}),
+        harness.Profile(
+            "database-uncached", {**uncached, **tenants, "tenant_isolation": "database"}
+        ),
+        harness.Profile("postgresql-uncached", {**uncached, **postgresql}),
+        harness.Profile(
+            "schema-uncached",
+            {**uncached, **postgresql, **tenants, "tenant_isolation": "schema"},
+        ),
     ]
+
+
+def _psql(statement: str) -> None:
+    server = POSTGRES.replace("postgresql+asyncpg://", "postgresql://")
+    subprocess.run(
+        ["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", statement],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def database_of(profile: Any) -> Iterator[None]:
+    """For a PostgreSQL profile, ``APP_DATABASE__URL`` names a new database of its own
+    while the block runs (the harness's commands and servers read the environment)."""
+    if profile.answers.get("database") != "postgresql":
+        yield
+        return
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    os.environ["APP_DATABASE__URL"] = f"{POSTGRES}/{name}"
+    try:
+        yield
+    finally:
+        del os.environ["APP_DATABASE__URL"]
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ratio_table(results: Sequence[Any]) -> str:
     lines = [
-        "| read | single-tenant RPS | tenants RPS | tenants / single "
+        "| read (single, tenants) | single-tenant RPS | tenants RPS | tenants / single "
         "| CPU µs/req (single, tenants) | goal |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
@@ -66,7 +116,8 @@ def ratio_table(results: Sequence[Any]) -> str:
         ratio = measured.stats.rps / base.stats.rps if base.stats.rps else 0.0
         verdict = "met" if ratio >= RATIO_GOAL else "missed"
         lines.append(
-            f"| {single} | {base.stats.rps:.0f} | {measured.stats.rps:.0f} | {ratio:.2f} "
+            f"| {single}, {tenants} | {base.stats.rps:.0f} | {measured.stats.rps:.0f} "
+            f"| {ratio:.2f} "
             f"| {base.cpu_us_per_request:.0f}, {measured.cpu_us_per_request:.0f} "
             f"| ≥ {RATIO_GOAL} {verdict} |"
         )
@@ -103,18 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (workdir / "servers.log").open("wb") as log:
             for profile in profiles():
                 project = harness.render_service(template, workdir, profile)
-                token = harness.install_service(project)
-                env = {"APP_LOGGING__LEVEL": "WARNING"}
-                if profile.answers.get("multi_tenancy"):
-                    create = ["run", "--no-sync", harness.SLUG, "tenants", "create", TENANT]
-                    harness.run([harness.uv_executable(), *create], project)
-                    env["APP_TENANCY__DEFAULT_TENANT"] = TENANT
-                app = harness.service_app(project)
-                with harness.serving(app, log, None, **env) as server:
-                    ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
-                    harness.read_items(server.base_url, ids)
-                    target = harness.Target(ITEM[0], ITEM[1], "WARNING", profile.name)
-                    results.append(harness.load(server, target, ids, options))
+                with database_of(profile):
+                    token = harness.install_service(project)
+                    env = {"APP_LOGGING__LEVEL": "WARNING"}
+                    if profile.answers.get("multi_tenancy"):
+                        create = ["run", "--no-sync", harness.SLUG, "tenants", "create", TENANT]
+                        harness.run([harness.uv_executable(), *create], project)
+                        env["APP_TENANCY__DEFAULT_TENANT"] = TENANT
+                    app = harness.service_app(project)
+                    with harness.serving(app, log, None, **env) as server:
+                        ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
+                        harness.read_items(server.base_url, ids)
+                        target = harness.Target(ITEM[0], ITEM[1], "WARNING", profile.name)
+                        results.append(harness.load(server, target, ids, options))
 
     status = harness.in_workdir(
         "bench-tenancy-", keep=arguments.keep, kept="renders, servers.log", benchmark=benchmark
@@ -125,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(ratio_table(results))
     for result in results:
         print(
-            f"{result.target.profile:<18} p50 {result.stats.p50_ms:.2f} ms"
+            f"{result.target.profile:<20} p50 {result.stats.p50_ms:.2f} ms"
             f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
             f"/request  errors {result.stats.errors or 'none'}"
         )

@@ -8,7 +8,7 @@ import re
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BeforeValidator
 
 from ..core.auth.dependencies import require_roles
@@ -45,7 +45,8 @@ _VERSION_TAG = re.compile(r'"([0-9]{1,18})"')
 
 
 def _version(if_match: str | None) -> int | None:
-    if if_match is None:
+    # "*": any current version (RFC 9110), as no header.
+    if if_match is None or if_match.strip() == "*":
         return None
     tag = _VERSION_TAG.fullmatch(if_match.strip())
     # -1 matches no version: the precondition fails.
@@ -79,9 +80,12 @@ async def create_tenant(
 
 @router.get("/{tenant_id}", responses=problem_responses(404))
 async def get_tenant(
-    _: PlatformAdminDep, tenant_id: TenantIdPath, service: TenantServiceDep
+    _: PlatformAdminDep, tenant_id: TenantIdPath, service: TenantServiceDep, response: Response
 ) -> TenantRead:
-    return await service.get(tenant_id)
+    tenant = await service.get(tenant_id)
+    # What If-Match names to change it.
+    response.headers["ETag"] = f'"{tenant.version}"'
+    return tenant
 
 
 @router.patch("/{tenant_id}", responses=problem_responses(404, 409, 412))
@@ -101,12 +105,13 @@ async def update_tenant(
 async def suspend_tenant(
     principal: PlatformAdminDep,
     tenant_id: TenantIdPath,
-    body: Suspension,
     service: TenantServiceDep,
+    body: Annotated[Suspension | None, Body()] = None,
 ) -> TenantRead:
     """Refuses the tenant's requests from now on (other processes within the directory's
-    TTL); its rows are kept."""
-    return await service.suspend(tenant_id, actor=principal.subject, reason=body.reason)
+    TTL); its rows are kept. The body, with its reason for the audit log, is optional."""
+    reason = body.reason if body is not None else ""
+    return await service.suspend(tenant_id, actor=principal.subject, reason=reason)
 
 
 @router.post("/{tenant_id}/resume", responses=problem_responses(404, 409))
