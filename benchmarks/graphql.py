@@ -18,8 +18,6 @@ Needs wrk. Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 import urllib.parse
 import urllib.request
@@ -79,27 +77,11 @@ def ratio_table(results: Sequence[Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per row")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--keep", action="store_true", help="keep the renders")
-    arguments = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: apt-get install -y wrk")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as harness
     from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
 
-    options = harness.Options(
-        duration=arguments.duration,
-        warmup=arguments.warmup,
-        connections=arguments.connections,
-        keep=arguments.keep,
-        json_path=None,
-        pin=False,
-        profiles=(),
-    )
+    options = harness.ratio_options(__doc__.split("\n\n")[0], argv)
     harness.stop_cleanly_on_signals()
     results: list[Any] = []
 
@@ -119,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         results.append(harness.load(server, target, ids, options))
 
     status = harness.in_workdir(
-        "bench-graphql-", keep=arguments.keep, kept="renders, servers.log", benchmark=benchmark
+        "bench-graphql-", keep=options.keep, kept="renders, servers.log", benchmark=benchmark
     )
     if status:
         return status

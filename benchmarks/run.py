@@ -253,6 +253,29 @@ def on_core(command: list[str], core: int | None) -> list[str]:
     return command if core is None else ["taskset", "--cpu-list", str(core), *command]
 
 
+def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
+    """The options of a script that compares renders row by row (graphql.py,
+    tenancy.py): seconds per row and of warm-up, wrk's connections, whether to keep the
+    renders. Exits when wrk is missing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per row")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--keep", action="store_true", help="keep the renders")
+    arguments = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    return Options(
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        connections=arguments.connections,
+        keep=arguments.keep,
+        json_path=None,
+        pin=False,
+        profiles=(),
+    )
+
+
 def stop_cleanly_on_signals() -> None:
     """Let Ctrl-C and SIGTERM unwind the stack, so every ``finally`` stops what it started.
 

@@ -210,6 +210,22 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     ),
     "tests/test_tenancy.py": lambda a: bool(a["multi_tenancy"]),
     "docs/tenancy.md": lambda a: bool(a["multi_tenancy"]),
+    # multi_tenancy: observability assets
+    "docs/runbooks/AppTenantUsageNotStored.md": lambda a: bool(
+        a["multi_tenancy"] and a["metrics"]
+    ),
+    "docs/runbooks/AppTenantQuotaRefusalSpike.md": lambda a: bool(
+        a["multi_tenancy"] and a["metrics"]
+    ),
+    "observability/grafana/dashboards/tenancy.json": lambda a: bool(
+        a["multi_tenancy"] and a["metrics"]
+    ),
+    "observability/prometheus/rules/tenancy.yml": lambda a: bool(
+        a["multi_tenancy"] and a["metrics"]
+    ),
+    "observability/prometheus/tests/tenancy.test.yml": lambda a: bool(
+        a["multi_tenancy"] and a["metrics"]
+    ),
     "src/{package_name}/caching": lambda a: bool(a["caching"]),
     "src/{package_name}/caching/metrics.py": lambda a: bool(a["caching"] and a["metrics"]),
     "src/{package_name}/caching/shared.py": lambda a: bool(a["caching"] and a["redis"]),

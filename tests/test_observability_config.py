@@ -115,6 +115,15 @@ GRAPHQL_METRICS = frozenset(
         "app_graphql_slow_consumers_total",
     }
 )
+# With multi_tenancy: the tenancy slice's (its dashboard and alerts read them).
+TENANCY_METRICS = frozenset(
+    {
+        "app_tenant_usage_total",
+        "app_tenant_quota_refusals_total",
+        "app_tenant_usage_batch_failures_total",
+    }
+)
+TENANCY_ALERTS = frozenset({"AppTenantUsageNotStored", "AppTenantQuotaRefusalSpike"})
 EXPERIMENTS_ALERTS = frozenset(
     {"AppExperimentSampleRatioMismatch", "AppExperimentExposuresDropped"}
 )
@@ -129,7 +138,13 @@ TOOL_PACKAGES = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
 
 
 # experiments is asked only with feature_flags (unrecorded without it, hence True below).
-SLICES_WITH_RULES = ("circuit_breakers", "caching", "request_protection", "experiments")
+SLICES_WITH_RULES = (
+    "circuit_breakers",
+    "caching",
+    "request_protection",
+    "experiments",
+    "multi_tenancy",
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,7 @@ class Variant:
         if self.feature_flags:
             data["experiments"] = True  # off by default
         data["graphql"] = True  # off by default
+        data["multi_tenancy"] = True  # off by default
         return f"observability-{self.id}", data
 
 
@@ -209,7 +225,17 @@ def exported_metrics(project: Path) -> frozenset[str]:
     protection = PROTECTION_METRICS if answers.get("request_protection") else frozenset()
     experiments = EXPERIMENTS_METRICS if answers.get("experiments") else frozenset()
     graphql = GRAPHQL_METRICS if answers.get("graphql") else frozenset()
-    return SERVICE_METRICS | flags | outbound | caching | protection | experiments | graphql
+    tenancy = TENANCY_METRICS if answers.get("multi_tenancy") else frozenset()
+    return (
+        SERVICE_METRICS
+        | flags
+        | outbound
+        | caching
+        | protection
+        | experiments
+        | graphql
+        | tenancy
+    )
 
 
 def tool(name: str) -> str:
@@ -897,3 +923,25 @@ def test_a_service_without_experiments_has_no_experiments_dashboard_nor_alerts(
     assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in EXPERIMENTS_ALERTS]
     assert not (project / "observability/prometheus/tests/experiments.test.yml").exists()
     assert "app_experiments_" not in (project / "docs/observability.md").read_text()
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_tenancy_dashboard_and_alerts_read_the_tenancy_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    project = render_of(variant, renders)
+    read = metrics_read(dashboards(project)["tenancy.json"])
+    assert read - {"app_build_info"} == TENANCY_METRICS, sorted(read)
+    assert TENANCY_ALERTS <= {rule["alert"] for rule in alerting_rules(project)}
+
+
+def test_a_service_without_multi_tenancy_has_no_tenancy_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-tenancy", dict(BASE_ANSWERS))
+    assert not read_answers(project)["multi_tenancy"]
+    assert "tenancy.json" not in dashboards(project)
+    assert not {rule["alert"] for rule in alerting_rules(project)} & TENANCY_ALERTS
+    assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in TENANCY_ALERTS]
+    assert not (project / "observability/prometheus/tests/tenancy.test.yml").exists()
+    assert "app_tenant_" not in (project / "docs/observability.md").read_text()

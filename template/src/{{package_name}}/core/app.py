@@ -97,7 +97,10 @@ def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ())
     # Added last, so outermost: it logs every request, the body limit's 413s included.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
-    for part in parts:
+    # Routes in the order the slices are listed (main.py), not started: a request is
+    # matched against the routes one by one, and the service's own (items) come first,
+    # before the slices' admin and tooling routes.
+    for part in slices:
         for router in part.routers:
             app.include_router(router)
     for part in parts:
