@@ -653,6 +653,48 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
     run_in(project, "make", "lint")
 
 
+def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_tenant(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """A service with its own model and revision switches tenancy on with a database per
+    tenant: no conflict, the platform migrates, a new tenant's database gets the service
+    branch (items and the team's table); then off again the documented way."""
+    project, service = service_with_user_work(template_repo, tmp_path)
+    answers = read_answers(project)
+    slug, package_name = answers["project_slug"], answers["package_name"]
+    package = project / "src" / package_name
+    models = package / "items" / "models.py"
+
+    switch_on(project, {"multi_tenancy": True, "tenant_isolation": "database"})
+
+    assert (package / "tenancy" / "provisioning.py").is_file()
+    assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    migrated = run_in(project, slug, "migrate")
+    assert "Platform database at" in migrated.stderr, migrated.stderr
+    run_in(project, slug, "tenants", "create", "acme")
+    tenants_database = project / f"{package_name}.tenants" / "acme.db"
+    with closing(sqlite3.connect(tenants_database)) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"items", "item_notes", "alembic_version"} <= tables, tables
+    assert "tenants" in database_tables(project)
+    every = run_in(project, slug, "migrate", "--all-tenants")
+    assert "tenant acme: at " in every.stderr, every.stderr
+    locked_and_linted(project)
+    commit_all(project, "Tenants, a database each")
+
+    # Off again: the registry's revision down first, then the update.
+    run_in(project, "alembic", "downgrade", "tenancy@base")
+    switch_on(project, {"multi_tenancy": False})
+    assert not (package / "tenancy").exists()
+    assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    assert "tenants" not in database_tables(project)
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
     outbound calls, caching, request protection, GraphQL and tenants, with user code,
