@@ -211,9 +211,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/test_tenancy.py": lambda a: bool(a["multi_tenancy"]),
     "docs/tenancy.md": lambda a: bool(a["multi_tenancy"]),
     # multi_tenancy: observability assets
-    "docs/runbooks/AppTenantUsageNotStored.md": lambda a: bool(
-        a["multi_tenancy"] and a["metrics"]
-    ),
+    "docs/runbooks/AppTenantUsageNotStored.md": lambda a: bool(a["multi_tenancy"] and a["metrics"]),
     "docs/runbooks/AppTenantQuotaRefusalSpike.md": lambda a: bool(
         a["multi_tenancy"] and a["metrics"]
     ),

@@ -153,9 +153,10 @@ RETRY_AFTER_SECONDS = 5
 
 # PostgreSQL SQLSTATEs meaning the statement ran out of time (statement_timeout,
 # lock_timeout), and the classes meaning the server cannot serve now: 08 connection
-# exception, 53 insufficient resources, 57 operator intervention (shutdown, recovery).
+# exception, 53 insufficient resources, 57 operator intervention (shutdown, recovery),
+# 3D invalid catalog name (the database named is not there: dropped, or not restored yet).
 _PG_TIMED_OUT = frozenset({"57014", "55P03"})
-_PG_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+_PG_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57", "3D"})
 _SQLITE_TIMED_OUT = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
 _SQLITE_UNAVAILABLE = frozenset({"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"})
 

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..core.errors import PROBLEM_CONTENT_TYPE
+from .schemas import FEATURE_VALUE_REF
 from .settings import TenancySettings
 from .usage import tenant_scoped_tables
 
@@ -16,6 +17,26 @@ _REFUSALS = {
     "403": "The tenant does not exist or is suspended",
     "429": "The tenant has used its requests of the day (Retry-After: until the next)",
     "503": "Service Unavailable",
+}
+
+
+_NO_NUL = {"type": "string", "pattern": "^[^\\x00]*$"}
+# A feature's value: any JSON, recursively, with no NUL in any text or key (the service
+# refuses NUL in every request body; schemas.FEATURE_VALUE_REF points here).
+_FEATURE_VALUE = {
+    "description": "A flag value: any JSON, without NUL in any text or key",
+    "anyOf": [
+        _NO_NUL,
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": FEATURE_VALUE_REF}},
+        {
+            "type": "object",
+            "propertyNames": _NO_NUL,
+            "additionalProperties": {"$ref": FEATURE_VALUE_REF},
+        },
+    ],
 }
 
 
@@ -49,6 +70,7 @@ def document_tenancy(app: FastAPI, settings: TenancySettings) -> None:
             rows.pop("patternProperties", None)
             rows["properties"] = dict.fromkeys(tenant_scoped_tables(), integer)
             rows["additionalProperties"] = False
+        components["FeatureValue"] = _FEATURE_VALUE
         for name in ("TenantCreate", "TenantPatch"):
             plan = components.get(name, {}).get("properties", {}).get("plan")
             if plan is not None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from pydantic import BeforeValidator
 
 from ..core.auth.dependencies import require_roles
-from ..core.errors import problem_responses
+from ..core.errors import ProblemError, problem_responses
 from .dependencies import PlatformAdminDep, TenantDep, TenantServiceDep
 from .resolution import TenantResolver
 from .schemas import (
@@ -25,7 +25,7 @@ from .schemas import (
     TenantStatus,
     TenantUsage,
 )
-from .usage import usage_report
+from .usage import MAX_PERIOD_DAYS, usage_report
 
 router = APIRouter(
     prefix="/api/v1/tenants", tags=["tenants"], responses=problem_responses(401, 403, 422)
@@ -44,13 +44,23 @@ IfMatch = Annotated[
 _VERSION_TAG = re.compile(r'"([0-9]{1,18})"')
 
 
+class IfMatchError(ProblemError):
+    """An If-Match that names no version of a tenant: a quoted number, or "*"."""
+
+    status = 412
+
+
 def _version(if_match: str | None) -> int | None:
     # "*": any current version (RFC 9110), as no header.
     if if_match is None or if_match.strip() == "*":
         return None
     tag = _VERSION_TAG.fullmatch(if_match.strip())
-    # -1 matches no version: the precondition fails.
-    return int(tag.group(1)) if tag else -1
+    if tag is None:
+        raise IfMatchError(
+            f"If-Match {if_match!r} names no version: send the ETag the tenant was read "
+            'with ("3"), or "*"'
+        )
+    return int(tag.group(1))
 
 
 @router.get("")
@@ -156,7 +166,13 @@ def _iso_day(value: object) -> object:
 
 Day = Annotated[date, BeforeValidator(_iso_day)]
 Since = Annotated[
-    Day | None, Query(description="First UTC day [default: the 1st of until's month]")
+    Day | None,
+    Query(
+        description=(
+            "First UTC day [default: the 1st of until's month]; a period is at most "
+            f"{MAX_PERIOD_DAYS} days (422 past it)"
+        )
+    ),
 ]
 Until = Annotated[Day | None, Query(description="Last UTC day, included [default: today]")]
 

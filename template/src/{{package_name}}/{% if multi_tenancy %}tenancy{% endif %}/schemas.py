@@ -10,6 +10,7 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -53,8 +54,17 @@ def _storable(value: JsonValue) -> JsonValue:
     return value
 
 
+# Where the OpenAPI document describes a feature's value (documentation.py): JSON with no
+# NUL in any text or key, which the service refuses in every request body.
+FEATURE_VALUE_REF = "#/components/schemas/FeatureValue"
+
 Features = Annotated[
-    dict[FeatureKey, Annotated[JsonValue, AfterValidator(_storable)]],
+    dict[
+        FeatureKey,
+        Annotated[
+            JsonValue, AfterValidator(_storable), WithJsonSchema({"$ref": FEATURE_VALUE_REF})
+        ],
+    ],
     Field(
         max_length=100,
         description="Values by flag key: each flag read for this tenant answers its value "
