@@ -8,10 +8,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import structlog
 from fastapi import Depends, FastAPI, Request
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, exc, text
+from sqlalchemy import URL, BigInteger, DateTime, Dialect, Integer, MetaData, event, exc, pool, text
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -96,6 +96,23 @@ def sqlite_configured(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", configure_sqlite)
     return engine
+
+
+@asynccontextmanager
+async def one_connection(url: str | URL, **options: Any) -> AsyncIterator[AsyncConnection]:
+    """A connection for one job (reading the migrations' revisions, a command's query,
+    creating a database), on an engine of its own that keeps no pool: nothing outlives
+    the block. ``options`` go to the engine (``isolation_level="AUTOCOMMIT"``)."""
+    engine = sqlite_configured(
+        sqlalchemy_asyncio.create_async_engine(
+            url, poolclass=pool.NullPool, hide_parameters=True, **options
+        )
+    )
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
 
 
 def _connect_failures_as_database_errors(

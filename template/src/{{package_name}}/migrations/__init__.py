@@ -10,10 +10,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, pool
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection
 
-from ..core.database import sqlite_configured
+from ..core.database import one_connection
 from ..core.settings import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).parent
@@ -74,15 +73,8 @@ def _current_heads(connection: Connection, version_table_schema: str | None) -> 
 
 
 async def _read_revisions(url: str, version_table_schema: str | None) -> tuple[str, ...]:
-    # The same engine as env.py's: no pool outlives this one read.
-    engine = sqlite_configured(
-        create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
-    )
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(_current_heads, version_table_schema)
-    finally:
-        await engine.dispose()
+    async with one_connection(url) as connection:
+        return await connection.run_sync(_current_heads, version_table_schema)
 
 
 def database_revisions(

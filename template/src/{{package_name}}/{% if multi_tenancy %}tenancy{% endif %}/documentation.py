@@ -6,9 +6,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..core.errors import PROBLEM_CONTENT_TYPE
+from .models import tenant_scoped_tables
 from .schemas import FEATURE_VALUE_REF
 from .settings import TenancySettings
-from .usage import tenant_scoped_tables
 
 _PROBLEM = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
 # What resolution answers any operation it screens.

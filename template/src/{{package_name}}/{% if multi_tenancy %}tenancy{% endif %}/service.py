@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..core.errors import ConflictError, NotFoundError, PreconditionFailedError, ProblemError
-from .models import Tenant, TenantChange
+from .models import Tenant, TenantChange, tenant_scoped_tables
 from .schemas import (
     TenantChangeRead,
     TenantConfiguration,
@@ -27,7 +27,6 @@ from .schemas import (
     TenantStatus,
 )
 from .settings import Quotas
-from .usage import tenant_scoped_tables
 
 Forget = Callable[[str], None]
 

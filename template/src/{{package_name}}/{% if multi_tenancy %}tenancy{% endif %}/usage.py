@@ -29,10 +29,10 @@ from sqlalchemy.sql import Executable
 
 from ..core.errors import NotFoundError, ProblemError
 
-# From the module that imports every slice's models: tenant_scoped_tables() sees them all
+# From the module that imports every slice's models: tenant_scoped_models() sees them all
 # in a process that imported no route (a CLI command).
 from ..models import Base
-from .models import METER_LENGTH, Tenant, TenantScoped, UsageCount
+from .models import METER_LENGTH, Tenant, UsageCount, tenant_scoped_models
 from .schemas import MeterUsage, TenantUsage
 from .settings import Quotas
 
@@ -202,19 +202,6 @@ class UsageMeter:
 
 class PeriodError(ProblemError):
     status = 422
-
-
-def tenant_scoped_models() -> dict[str, type[TenantScoped]]:
-    """Every tenant-scoped model by its table: the tables row quotas count."""
-    return {
-        mapper.local_table.name: mapper.class_  # type: ignore[attr-defined]
-        for mapper in sorted(Base.registry.mappers, key=lambda m: m.local_table.name)  # type: ignore[attr-defined]
-        if issubclass(mapper.class_, TenantScoped)
-    }
-
-
-def tenant_scoped_tables() -> list[str]:
-    return list(tenant_scoped_models())
 
 
 async def usage_report(
