@@ -79,40 +79,21 @@ def ratio_table(results: Sequence[Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as harness
-    from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
 
     options = harness.ratio_options(__doc__.split("\n\n")[0], argv)
     harness.stop_cleanly_on_signals()
-    results: list[Any] = []
 
-    def benchmark(workdir: Path) -> None:
-        template = snapshot_working_tree(workdir / "template")
-        with (workdir / "servers.log").open("wb") as log:
-            for profile in profiles():
-                project = harness.render_service(template, workdir, profile)
-                token = harness.install_service(project)
-                app = harness.service_app(project)
-                with harness.serving(app, log, None, APP_LOGGING__LEVEL="WARNING") as server:
-                    ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
-                    harness.read_items(server.base_url, ids)
-                    check_the_query(server.base_url, ids[0])
-                    for name, path in TARGETS:
-                        target = harness.Target(name, path, "WARNING", profile.name)
-                        results.append(harness.load(server, target, ids, options))
+    def check(base_url: str, ids: Sequence[int]) -> None:
+        check_the_query(base_url, ids[0])
 
-    status = harness.in_workdir(
-        "bench-graphql-", keep=options.keep, kept="renders, servers.log", benchmark=benchmark
+    status, results = harness.compare_renders(
+        "bench-graphql-", profiles(), TARGETS, options, check=check
     )
     if status:
         return status
     print()
     print(ratio_table(results))
-    for result in results:
-        print(
-            f"{result.target.profile:<18} {result.target.name:<14} p50 {result.stats.p50_ms:.2f} ms"
-            f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
-            f"/request  errors {result.stats.errors or 'none'}"
-        )
+    print(harness.result_lines(results))
     return 0
 
 

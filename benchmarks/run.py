@@ -276,6 +276,69 @@ def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
     )
 
 
+# Given a profile and its render, the environment its server gets beyond the log level,
+# while install, serving and load run inside it (a database of its own, say).
+Prepare = Callable[[Profile, Path], contextlib.AbstractContextManager[dict[str, str]]]
+# Run once a render is installed and migrated, before it serves (creating a tenant).
+Installed = Callable[[Profile, Path], None]
+# Run once a render serves, before the load: a check that the targets answer as meant.
+Check = Callable[[str, Sequence[int]], None]
+
+
+@contextlib.contextmanager
+def _nothing_to_prepare(_profile: Profile, _project: Path) -> Iterator[dict[str, str]]:
+    yield {}
+
+
+def compare_renders(
+    prefix: str,
+    profiles: Sequence[Profile],
+    targets: Sequence[tuple[str, str]],
+    options: Options,
+    *,
+    prepare: Prepare = _nothing_to_prepare,
+    installed: Installed | None = None,
+    check: Check | None = None,
+) -> tuple[int, list[Result]]:
+    """The driver of the scripts that compare renders row by row (graphql.py,
+    tenancy.py): each profile rendered from a snapshot of the working tree, installed,
+    served, seeded with items, and each target loaded. The status of ``in_workdir`` and
+    the results, in order."""
+    results: list[Result] = []
+
+    def benchmark(workdir: Path) -> None:
+        template = snapshot_working_tree(workdir / "template")
+        with (workdir / "servers.log").open("wb") as log:
+            for profile in profiles:
+                project = render_service(template, workdir, profile)
+                with prepare(profile, project) as env:
+                    token = install_service(project)
+                    if installed is not None:
+                        installed(profile, project)
+                    app = service_app(project)
+                    with serving(app, log, None, APP_LOGGING__LEVEL="WARNING", **env) as server:
+                        ids = seed_items(server.base_url, token, SEED_ITEMS)
+                        read_items(server.base_url, ids)
+                        if check is not None:
+                            check(server.base_url, ids)
+                        for name, path in targets:
+                            target = Target(name, path, "WARNING", profile.name)
+                            results.append(load(server, target, ids, options))
+
+    status = in_workdir(prefix, keep=options.keep, kept="renders, servers.log", benchmark=benchmark)
+    return status, results
+
+
+def result_lines(results: Sequence[Result]) -> str:
+    """A line per result: latency, the server's CPU per request, errors."""
+    return "\n".join(
+        f"{result.target.profile:<20} {result.target.name:<14} p50 {result.stats.p50_ms:.2f} ms"
+        f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
+        f"/request  errors {result.stats.errors or 'none'}"
+        for result in results
+    )
+
+
 def stop_cleanly_on_signals() -> None:
     """Let Ctrl-C and SIGTERM unwind the stack, so every ``finally`` stops what it started.
 

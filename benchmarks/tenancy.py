@@ -125,44 +125,35 @@ def ratio_table(results: Sequence[Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as harness
-    from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
 
     options = harness.ratio_options(__doc__.split("\n\n")[0], argv)
     harness.stop_cleanly_on_signals()
-    results: list[Any] = []
 
-    def benchmark(workdir: Path) -> None:
-        template = snapshot_working_tree(workdir / "template")
-        with (workdir / "servers.log").open("wb") as log:
-            for profile in profiles():
-                project = harness.render_service(template, workdir, profile)
-                with database_of(profile):
-                    token = harness.install_service(project)
-                    env = {"APP_LOGGING__LEVEL": "WARNING"}
-                    if profile.answers.get("multi_tenancy"):
-                        create = ["run", "--no-sync", harness.SLUG, "tenants", "create", TENANT]
-                        harness.run([harness.uv_executable(), *create], project)
-                        env["APP_TENANCY__DEFAULT_TENANT"] = TENANT
-                    app = harness.service_app(project)
-                    with harness.serving(app, log, None, **env) as server:
-                        ids = harness.seed_items(server.base_url, token, harness.SEED_ITEMS)
-                        harness.read_items(server.base_url, ids)
-                        target = harness.Target(ITEM[0], ITEM[1], "WARNING", profile.name)
-                        results.append(harness.load(server, target, ids, options))
+    @contextlib.contextmanager
+    def served_as(profile: Any, _project: Path) -> Iterator[dict[str, str]]:
+        """A database of its own; with tenants, anonymous reads act for the one created."""
+        with database_of(profile):
+            multi = profile.answers.get("multi_tenancy")
+            yield {"APP_TENANCY__DEFAULT_TENANT": TENANT} if multi else {}
 
-    status = harness.in_workdir(
-        "bench-tenancy-", keep=options.keep, kept="renders, servers.log", benchmark=benchmark
+    def create_the_tenant(profile: Any, project: Path) -> None:
+        if profile.answers.get("multi_tenancy"):
+            create = ["run", "--no-sync", harness.SLUG, "tenants", "create", TENANT]
+            harness.run([harness.uv_executable(), *create], project)
+
+    status, results = harness.compare_renders(
+        "bench-tenancy-",
+        profiles(),
+        [ITEM],
+        options,
+        prepare=served_as,
+        installed=create_the_tenant,
     )
     if status:
         return status
     print()
     print(ratio_table(results))
-    for result in results:
-        print(
-            f"{result.target.profile:<20} p50 {result.stats.p50_ms:.2f} ms"
-            f"  p95 {result.stats.p95_ms:.2f} ms  server CPU {result.cpu_us_per_request:.0f} µs"
-            f"/request  errors {result.stats.errors or 'none'}"
-        )
+    print(harness.result_lines(results))
     return 0
 
 
