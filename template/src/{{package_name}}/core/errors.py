@@ -100,9 +100,13 @@ def _never_null(schema: dict[str, Any]) -> None:
     if not options:
         return
     kept = [option for option in options if option.get("type") != "null"]
-    if len(kept) == 1 and len(kept) < len(options):
+    if len(kept) == len(options):
+        return
+    if len(kept) == 1:
         del schema["anyOf"]
         schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
 
 
 def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
