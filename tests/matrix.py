@@ -47,6 +47,8 @@ DOMAINS: dict[str, list[Any]] = {
     "graphql": [False, True],
     "multi_tenancy": [False, True],
     "tenant_isolation": ["row", "schema", "database"],
+    "event_sourcing": [False, True],
+    "message_broker": ["none", "rabbitmq", "nats", "kafka"],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -55,6 +57,7 @@ ASKED_WHEN: dict[str, Callable[[Answers], bool]] = {
     "flag_provider": lambda a: bool(a["feature_flags"]),
     "experiments": lambda a: bool(a["feature_flags"]),
     "tenant_isolation": lambda a: bool(a["multi_tenancy"]),
+    "message_broker": lambda a: bool(a["event_sourcing"]),
 }
 
 # Always given: copier.yml has no default for project_name.
@@ -306,6 +309,61 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "observability/prometheus/tests/experiments.test.yml": lambda a: bool(
         a["feature_flags"] and a["experiments"] and a["metrics"]
     ),
+    # event_sourcing
+    "src/{package_name}/events": lambda a: bool(a["event_sourcing"]),
+    "src/{package_name}/wallets": lambda a: bool(a["event_sourcing"]),
+    "src/{package_name}/migrations/versions/events": lambda a: bool(a["event_sourcing"]),
+    "src/{package_name}/events/metrics.py": lambda a: bool(a["event_sourcing"] and a["metrics"]),
+    "src/{package_name}/events/tracing.py": lambda a: bool(a["event_sourcing"] and a["tracing"]),
+    "src/{package_name}/events/broker.py": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "src/{package_name}/events/cloudevents.py": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "src/{package_name}/events/consumers.py": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "src/{package_name}/events/relay.py": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "tests/test_events.py": lambda a: bool(a["event_sourcing"]),
+    "tests/test_outbox.py": lambda a: bool(a["event_sourcing"]) and a["message_broker"] != "none",
+    "tests/fixtures/broker.py": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "compose/compose.broker.yaml": lambda a: (
+        bool(a["event_sourcing"]) and a["message_broker"] != "none"
+    ),
+    "docs/events.md": lambda a: bool(a["event_sourcing"]),
+    # event_sourcing: observability assets (the broker's in files of their own)
+    "docs/runbooks/AppEventProjectionLagging.md": lambda a: bool(
+        a["event_sourcing"] and a["metrics"]
+    ),
+    "docs/runbooks/AppEventOutboxStale.md": lambda a: bool(
+        a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
+    "docs/runbooks/AppEventDeadLetters.md": lambda a: bool(
+        a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
+    "observability/grafana/dashboards/events.json": lambda a: bool(
+        a["event_sourcing"] and a["metrics"]
+    ),
+    "observability/grafana/dashboards/events-broker.json": lambda a: bool(
+        a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
+    "observability/prometheus/rules/events.yml": lambda a: bool(
+        a["event_sourcing"] and a["metrics"]
+    ),
+    "observability/prometheus/rules/events-broker.yml": lambda a: bool(
+        a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
+    "observability/prometheus/tests/events.test.yml": lambda a: bool(
+        a["event_sourcing"] and a["metrics"]
+    ),
+    "observability/prometheus/tests/events-broker.test.yml": lambda a: bool(
+        a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
 }
 
 # Paths that every render must contain (the contract of the generated project).
@@ -372,13 +430,19 @@ def effective_answers(data: Mapping[str, Any]) -> Answers:
 def _answerable(data: Answers) -> Answers:
     """``data`` as copier accepts it (test_invalid_answers checks the refusals): no
     experiments answer without feature flags, no tenant_isolation answer without
-    multi_tenancy, schema isolation on PostgreSQL only."""
+    multi_tenancy, schema isolation on PostgreSQL only, no message_broker answer
+    without event_sourcing."""
     if data.get("feature_flags") is False:
         data = {name: value for name, value in data.items() if name != "experiments"}
     if data.get("multi_tenancy") is False:
         data = {name: value for name, value in data.items() if name != "tenant_isolation"}
     if data.get("tenant_isolation") == "schema":
         data = {**data, "database": "postgresql", "multi_tenancy": True}
+    if data.get("event_sourcing") is False:
+        data = {name: value for name, value in data.items() if name != "message_broker"}
+    elif data.get("message_broker", "none") != "none":
+        # A broker alone means the slice with that broker.
+        data = {**data, "event_sourcing": True}
     return data
 
 
@@ -430,11 +494,12 @@ CASES: list[Case] = _build_cases()
 
 # Named profiles for the slow tier.
 PROFILES: dict[str, Answers] = {
-    # The defaults, and experiments and GraphQL (off by default) on SQLite with the
-    # built-in flags: the observability end-to-end test's render.
-    "sqlite": {**BASE_ANSWERS, "experiments": True, "graphql": True},
+    # The defaults, and experiments, GraphQL and event sourcing (off by default) on
+    # SQLite with the built-in flags: the observability end-to-end test's render.
+    "sqlite": {**BASE_ANSWERS, "experiments": True, "graphql": True, "event_sourcing": True},
     # The all-features profile: every slice on, tenants isolated by row with row-level
-    # security, the cache and rate limits in Redis and keyed by tenant.
+    # security, the cache and rate limits in Redis and keyed by tenant, events published
+    # to RabbitMQ.
     "postgresql-redis": {
         **BASE_ANSWERS,
         "database": "postgresql",
@@ -443,6 +508,8 @@ PROFILES: dict[str, Answers] = {
         "experiments": True,
         "graphql": True,
         "multi_tenancy": True,
+        "event_sourcing": True,
+        "message_broker": "rabbitmq",
     },
     "bare": {
         **BASE_ANSWERS,
@@ -480,5 +547,7 @@ PROFILES: dict[str, Answers] = {
         "database": "postgresql",
         "multi_tenancy": True,
         "tenant_isolation": "schema",
+        "event_sourcing": True,
+        "message_broker": "nats",
     },
 }

@@ -124,6 +124,31 @@ TENANCY_METRICS = frozenset(
     }
 )
 TENANCY_ALERTS = frozenset({"AppTenantUsageNotStored", "AppTenantQuotaRefusalSpike"})
+# With event_sourcing: the event store's and projections' (the events dashboard and rules
+# read them), whatever the broker.
+EVENTS_METRICS = frozenset({"app_events_appended_total", "app_events_projection_lag"})
+# With event_sourcing and a broker (message_broker other than none): the outbox's, the
+# relay's and the consumers' (the events-broker dashboard and rules read them); the
+# histograms as their series.
+EVENTS_BROKER_METRICS = frozenset(
+    {
+        "app_events_outbox_backlog",
+        "app_events_outbox_oldest_age_seconds",
+        "app_events_relay_publish_seconds_bucket",
+        "app_events_relay_publish_seconds_count",
+        "app_events_relay_publish_seconds_sum",
+        "app_events_relay_failures_total",
+        "app_events_dead_letters_total",
+        "app_events_consumed_total",
+        "app_events_consumer_delay_seconds_bucket",
+        "app_events_consumer_delay_seconds_count",
+        "app_events_consumer_delay_seconds_sum",
+    }
+)
+EVENTS_ALERTS = frozenset({"AppEventProjectionLagging"})
+EVENTS_BROKER_ALERTS = frozenset({"AppEventOutboxStale", "AppEventDeadLetters"})
+# The broker's rules and rule tests: only renders with a broker have them.
+EVENTS_BROKER_RULE_FILES = frozenset({"rules/events-broker.yml", "tests/events-broker.test.yml"})
 EXPERIMENTS_ALERTS = frozenset(
     {"AppExperimentSampleRatioMismatch", "AppExperimentExposuresDropped"}
 )
@@ -145,6 +170,9 @@ SLICES_WITH_RULES = (
     "experiments",
     "multi_tenancy",
 )
+# event_sourcing too (off by default), with a broker: its rules for the outbox and the dead
+# letters come only with one. The variants take this one; every broker has the same rules.
+VARIANT_BROKER = "rabbitmq"
 
 
 @dataclass(frozen=True)
@@ -170,6 +198,10 @@ class Variant:
             # The slices with rules of their own are on: the variants differ only in the
             # monitoring stack (test_rules_are_the_same_in_every_render).
             and all(answers.get(name, True) for name in SLICES_WITH_RULES)
+            # Event sourcing with a broker: off by default, and message_broker is asked
+            # only with it.
+            and bool(answers.get("event_sourcing", False))
+            and answers.get("message_broker", "none") != "none"
         )
 
     def render_key(self) -> tuple[str, Answers]:
@@ -189,6 +221,8 @@ class Variant:
             data["experiments"] = True  # off by default
         data["graphql"] = True  # off by default
         data["multi_tenancy"] = True  # off by default
+        data["event_sourcing"] = True  # off by default
+        data["message_broker"] = VARIANT_BROKER  # none by default
         return f"observability-{self.id}", data
 
 
@@ -226,8 +260,19 @@ def exported_metrics(project: Path) -> frozenset[str]:
     experiments = EXPERIMENTS_METRICS if answers.get("experiments") else frozenset()
     graphql = GRAPHQL_METRICS if answers.get("graphql") else frozenset()
     tenancy = TENANCY_METRICS if answers.get("multi_tenancy") else frozenset()
+    events = EVENTS_METRICS if answers.get("event_sourcing") else frozenset()
+    if answers.get("event_sourcing") and answers.get("message_broker", "none") != "none":
+        events |= EVENTS_BROKER_METRICS
     return (
-        SERVICE_METRICS | flags | outbound | caching | protection | experiments | graphql | tenancy
+        SERVICE_METRICS
+        | flags
+        | outbound
+        | caching
+        | protection
+        | experiments
+        | graphql
+        | tenancy
+        | events
     )
 
 
@@ -776,7 +821,7 @@ def test_collector_pipelines(variant: Variant, renders: RenderCache) -> None:
 # compose.yaml
 # --------------------------------------------------------------------------- #
 
-SERVICE_PROFILE_FREE = {"app", "migrate", "db", "redis"}
+SERVICE_PROFILE_FREE = {"app", "migrate", "db", "redis", "broker"}
 
 
 def expected_observability_services(variant: Variant) -> set[str]:
@@ -938,3 +983,74 @@ def test_a_service_without_multi_tenancy_has_no_tenancy_dashboard_nor_alerts(
     assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in TENANCY_ALERTS]
     assert not (project / "observability/prometheus/tests/tenancy.test.yml").exists()
     assert "app_tenant_" not in (project / "docs/observability.md").read_text()
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_events_dashboards_and_alerts_read_the_events_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    """With a broker (the variants'): the store's dashboard and the broker's, each with a
+    panel for every metric of its part."""
+    project = render_of(variant, renders)
+    boards = dashboards(project)
+    read = metrics_read(boards["events.json"])
+    assert read - {"app_build_info"} == EVENTS_METRICS, sorted(read)
+    read = metrics_read(boards["events-broker.json"])
+    unread = {
+        "app_events_relay_publish_seconds_sum",
+        "app_events_consumer_delay_seconds_count",
+        "app_events_consumer_delay_seconds_sum",
+    }
+    assert read - {"app_build_info"} == EVENTS_BROKER_METRICS - unread, sorted(read)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert alerts >= EVENTS_ALERTS | EVENTS_BROKER_ALERTS, sorted(alerts)
+
+
+def test_events_without_a_broker_have_no_broker_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    """message_broker none: no outbox, relay nor consumers, so neither their dashboard,
+    rules, rule tests, runbooks nor metric names; the projections' are there."""
+    project = renders.get(
+        "observability-events-no-broker",
+        {**BASE_ANSWERS, "event_sourcing": True, "message_broker": "none"},
+    )
+    boards = dashboards(project)
+    assert "events-broker.json" not in boards, sorted(boards)
+    read = metrics_read(boards["events.json"])
+    assert read - {"app_build_info"} == EVENTS_METRICS, sorted(read)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert alerts >= EVENTS_ALERTS and not alerts & EVENTS_BROKER_ALERTS, sorted(alerts)
+    runbooks = {p.stem for p in (project / "docs/runbooks").glob("*.md")}
+    assert runbooks >= EVENTS_ALERTS and not runbooks & EVENTS_BROKER_ALERTS, sorted(runbooks)
+    prometheus_dir = project / "observability/prometheus"
+    assert not [name for name in EVENTS_BROKER_RULE_FILES if (prometheus_dir / name).exists()]
+    assert "app_events_outbox_" not in (project / "docs/observability.md").read_text()
+    # Its rules pass promtool, its rule tests pass, its queries read what it exports.
+    rules = sorted((prometheus_dir / "rules").glob("*.yml"))
+    result = run([tool("promtool"), "check", "rules", *map(str, rules)], prometheus_dir)
+    assert result.returncode == 0, command_report(result)
+    result = run([tool("promtool"), "test", "rules", "events.test.yml"], prometheus_dir / "tests")
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, command_report(result)
+    known = exported_metrics(project) | PROMETHEUS_BUILTINS | recorded_names(project)
+    unknown = {
+        where: sorted(metric_names(substitute_grafana_variables(expr)) - known)
+        for where, expr in grafana_promql(project)
+        if metric_names(substitute_grafana_variables(expr)) - known
+    }
+    assert not unknown, unknown
+
+
+def test_a_service_without_event_sourcing_has_no_events_dashboards_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-tenancy", dict(BASE_ANSWERS))
+    assert not read_answers(project)["event_sourcing"]
+    boards = dashboards(project)
+    assert not {"events.json", "events-broker.json"} & set(boards), sorted(boards)
+    names = EVENTS_ALERTS | EVENTS_BROKER_ALERTS
+    assert not {rule["alert"] for rule in alerting_rules(project)} & names
+    assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in names]
+    tests_dir = project / "observability/prometheus/tests"
+    assert not list(tests_dir.glob("events*.test.yml"))
+    assert "app_events_" not in (project / "docs/observability.md").read_text()

@@ -552,6 +552,52 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     run_in(project, "make", "lint")
 
 
+def test_update_switching_event_sourcing_on_and_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service with its own model and revision switches event sourcing on with a
+    broker (the store's tables a branch of their own beside the user's revision, the
+    slice's tests passing), then off again the documented way: the slice's files and
+    compose service go, the user's code and tables stay."""
+    project, service = service_with_user_work(template_repo, tmp_path)
+    slug = read_answers(project)["project_slug"]
+    package = project / "src" / read_answers(project)["package_name"]
+
+    switch_on(project, {"event_sourcing": True, "message_broker": "rabbitmq"})
+
+    assert read_answers(project)["message_broker"] == "rabbitmq"
+    assert (package / "events" / "relay.py").is_file()
+    assert (package / "wallets" / "domain.py").is_file()
+    migration = package / "migrations" / "versions" / "events" / "events_0001_create_event_store.py"
+    assert assigned_value(module_ast(migration), "branch_labels") == ("events",)
+    assert "events_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert "broker" in compose_services(project)
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    assert {"item_notes", "events", "event_outbox", "wallet_summaries"} <= database_tables(project)
+    run_in(project, "alembic", "check")
+    env = locked_and_linted(project)
+    suite = ["tests/test_events.py", "tests/test_migrations.py"]
+    result = run([env["UV"], "run", "pytest", *suite], project, env=env)
+    assert_suite_passed(result, "the updated project's event store and migration tests")
+    commit_all(project, "Event sourcing on")
+
+    run_in(project, "alembic", "downgrade", "events@base")
+    switch_on(project, {"event_sourcing": False})
+
+    assert not (package / "events").exists()
+    assert not (package / "wallets").exists()
+    assert not (project / "tests" / "test_events.py").exists()
+    assert "broker" not in compose_services(project)
+    assert "events" not in (package / "main.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    tables = database_tables(project)
+    assert "item_notes" in tables
+    assert "events" not in tables
+    run_in(project, "alembic", "check")
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path) -> None:
     """A service with its own model and revision switches GraphQL on (the schema file
     matching the code, the slice's tests passing over the user's items), then off again:
@@ -697,7 +743,8 @@ def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
-    outbound calls, caching, request protection, GraphQL and tenants, with user code,
+    outbound calls, caching, request protection, GraphQL, tenants and event sourcing
+    with NATS, with user code,
     switches them all off (its database never migrated: nothing to downgrade): each
     slice's package, wiring, compose file, settings section and tests go, the user's code
     stays, and the lean service lints, tests and migrates."""
@@ -712,8 +759,9 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "request_protection": True,
         "graphql": True,
         "multi_tenancy": True,
+        "event_sourcing": True,
     }
-    project = generate(template_repo, tmp_path / "svc", **slices)
+    project = generate(template_repo, tmp_path / "svc", message_broker="nats", **slices)
     package = project / "src" / read_answers(project)["package_name"]
     owned = {
         "redis": [package / "core" / "redis.py", project / "compose" / "compose.redis.yaml"],
@@ -742,6 +790,13 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             package / "migrations" / "versions" / "tenancy",
             project / "tests" / "test_tenancy.py",
         ],
+        "event_sourcing": [
+            package / "events",
+            package / "wallets",
+            package / "migrations" / "versions" / "events",
+            project / "compose" / "compose.broker.yaml",
+            project / "tests" / "test_outbox.py",
+        ],
     }
     for paths in owned.values():
         for path in paths:
@@ -769,6 +824,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "protection_slice",
         "graphql_slice",
         "tenancy_slice",
+        "events_slice",
     )
     for name in slice_names:
         assert name not in main, f"main.py still lists {name}"

@@ -1,0 +1,1 @@
+"""Event sourcing: the event store, aggregates, projections and the outbox to a broker."""

@@ -1,0 +1,1 @@
+"""Wallets: the example event-sourced aggregate (open, deposit, withdraw, close)."""
