@@ -172,6 +172,7 @@ class ProjectionRunner:
         """Keeps every projection up to date: at once after an append in this process,
         within ``poll_seconds`` of one in another."""
         registered = False
+        failures = 0
         while True:
             self.wakeup.clear()
             try:
@@ -179,7 +180,16 @@ class ProjectionRunner:
                     await self.register()
                     registered = True
                 await self.catch_up()
+                failures = 0
             except Exception:
-                logger.warning("projections could not apply events; retrying", exc_info=True)
+                failures += 1
+                # The traceback once per streak, then a line now and then: a database
+                # that is gone must not flood the log.
+                if failures == 1:
+                    logger.warning("projections could not apply events; retrying", exc_info=True)
+                elif failures % 20 == 0:
+                    logger.warning("projections still failing", failures=failures)
+            # Retries slow down while failures last, up to 30 s apart.
+            wait = poll_seconds if not failures else min(30.0, poll_seconds * 2 ** min(failures, 8))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), poll_seconds)
+                await asyncio.wait_for(self.wakeup.wait(), wait)
