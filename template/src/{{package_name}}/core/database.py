@@ -1,7 +1,7 @@
 """Async SQLAlchemy engine and sessions, one engine per application instance."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import URL, BigInteger, DateTime, Dialect, Integer, MetaData, event, exc, pool, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -73,6 +74,12 @@ class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # On insert, the very same instant as created_at; on update, now.
     updated_at: Mapped[datetime] = mapped_column(default=_same_as_created_at, onupdate=utcnow)
+
+
+def conflict_insert(dialect: str) -> Callable[..., postgresql.Insert | sqlite.Insert]:
+    """The dialect's own ``insert``, the one with ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update`` (PostgreSQL's and SQLite's take the same arguments)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def configure_sqlite(dbapi_connection: object, _: object = None) -> None:

@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..core.database import utcnow
+from ..core.database import conflict_insert, utcnow
 from ..core.errors import ConflictError
 from ..core.tenant import current_tenant
 from .domain import DomainEvent, EventTypes
@@ -84,8 +83,7 @@ def outbox_lane(aggregate_id: str) -> int:
 
 def upsert(session: AsyncSession) -> Callable[..., Any]:
     """The dialect's INSERT with ON CONFLICT (PostgreSQL's and SQLite's read alike)."""
-    name = session.get_bind().dialect.name
-    return postgresql.insert if name == "postgresql" else sqlite.insert
+    return conflict_insert(session.get_bind().dialect.name)
 
 
 def no_trace_context() -> str | None:

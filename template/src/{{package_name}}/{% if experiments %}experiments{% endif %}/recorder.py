@@ -35,11 +35,10 @@ from typing import TypeVar
 
 import structlog
 from sqlalchemy import insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
-from ..core.database import utcnow
+from ..core.database import conflict_insert, utcnow
 from .models import Exposure, MetricEventRow
 from .observer import ExperimentsObserver
 
@@ -84,10 +83,8 @@ def storable_event(metric: str, subject: str, value: float) -> bool:
 def _first_exposures(session: AsyncSession) -> ReturningInsert[str, str]:
     """INSERT of exposures that skips subjects already recorded (the unique constraint),
     returning the rows it wrote."""
-    dialect = session.get_bind().dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        dialect_insert(Exposure)
+        conflict_insert(session.get_bind().dialect.name)(Exposure)
         .on_conflict_do_nothing(index_elements=["experiment_key", "subject"])
         .returning(Exposure.experiment_key, Exposure.arm)
     )

@@ -23,10 +23,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Executable
 
+from ..core.database import conflict_insert
 from ..core.errors import NotFoundError, ProblemError
 
 # From the module that imports every slice's models: tenant_scoped_models() sees them all
@@ -79,8 +79,9 @@ class UsageObserver:
 def _add(dialect: str, key: Key, amount: int) -> Executable:
     """Adds ``amount`` to the count under ``key``, creating it at ``amount``."""
     tenant, day, meter = key
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(UsageCount).values(tenant_id=tenant, day=day, meter=meter, count=amount)
+    statement = conflict_insert(dialect)(UsageCount).values(
+        tenant_id=tenant, day=day, meter=meter, count=amount
+    )
     return statement.on_conflict_do_update(
         index_elements=["tenant_id", "day", "meter"],
         set_={"count": UsageCount.count + statement.excluded.count},
