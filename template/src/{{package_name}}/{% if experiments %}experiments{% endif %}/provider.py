@@ -2,7 +2,7 @@
 
 ``ExperimentProvider`` wraps whatever provider the flags slice runs (built-in, flagd,
 LaunchDarkly). A read of a running experiment's key returns the caller's arm, decided
-here by the service's own assignment (assignment.py), whichever provider holds the
+here by the service's own assignment (core/assignment.py), whichever provider holds the
 flags, and records the exposure; every other read goes to the wrapped provider
 unchanged. With cohorts defined, every read's context also carries the caller's
 ``cohorts``, so flag rules can target them with any provider.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import JsonValue
 
 from ..flags.targeting import Attributes, Predicate, compile_all
-from .assignment import Split
+from ..core.assignment import Split
 from .schemas import Cohort, ExperimentRead
 
 

@@ -1,5 +1,5 @@
-"""Deterministic assignment of callers to arms: the engine experiments (and, later, model
-champion/challenger splits) share.
+"""Deterministic assignment of callers to arms: the engine the experiments and the model
+serving's champion/challenger splits share.
 
 The hash is GrowthBook's version 2, published and implemented in every GrowthBook SDK, so
 an assignment made here can be reproduced by other tools and compared with them::

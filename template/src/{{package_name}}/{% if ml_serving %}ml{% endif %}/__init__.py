@@ -1,0 +1,1 @@
+"""ML model serving: a registry of model versions, predictions, rollouts and drift."""

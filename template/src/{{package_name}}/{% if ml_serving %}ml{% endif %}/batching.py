@@ -1,0 +1,111 @@
+"""Micro-batching: concurrent requests for one model version predicted in one call.
+
+A model call has a fixed cost (Python dispatch, input checks, a thread hand-off) that
+one row or a hundred share. The first request to arrive opens a batch; those arriving
+within ``batch_wait_ms`` join it, until it holds ``max_batch_rows`` rows; then the batch
+runs in an inference thread, and each request gets its own rows' answers back. A quiet
+service pays at most the wait; a busy one fills batches before it.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import numpy as np
+from numpy.typing import NDArray
+
+from .formats import Output
+
+Observe = Callable[[int, int, float], None]
+
+
+class _Batch:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parts: list[NDArray[Any]] = []
+        self.rows = 0
+        self.full = asyncio.Event()
+        self.done: asyncio.Future[list[list[Output]]] = loop.create_future()
+
+    def add(self, rows: NDArray[Any]) -> int:
+        self.parts.append(rows)
+        self.rows += len(rows)
+        return len(self.parts) - 1
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        predict: Callable[[NDArray[Any]], list[Output]],
+        limiter: anyio.CapacityLimiter,
+        *,
+        max_rows: int,
+        wait_seconds: float,
+        observe: Observe,
+    ) -> None:
+        self._predict = predict
+        self._limiter = limiter
+        self._max_rows = max_rows
+        self._wait = wait_seconds
+        self._observe = observe
+        self._open: _Batch | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Model calls and the requests they answered, since start: what tests count.
+        self.calls = 0
+        self.requests = 0
+
+    async def predict(self, rows: NDArray[Any]) -> list[Output]:
+        if self._wait <= 0:
+            return (await self._run([rows]))[0]
+        batch = self._open
+        if batch is None or batch.rows + len(rows) > self._max_rows:
+            if batch is not None:
+                batch.full.set()  # this request would overfill it: it runs as it is
+            batch = _Batch(asyncio.get_running_loop())
+            self._open = batch
+            task = asyncio.create_task(self._close(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        index = batch.add(rows)
+        if batch.rows >= self._max_rows:
+            batch.full.set()
+        # Shielded: a caller that gives up leaves the batch to answer the others.
+        return (await asyncio.shield(batch.done))[index]
+
+    async def _close(self, batch: _Batch) -> None:
+        try:
+            await asyncio.wait_for(batch.full.wait(), self._wait)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            # Shutting down: its callers get an answer, not a wait without end.
+            batch.done.set_exception(RuntimeError("the model was unloaded"))
+            batch.done.exception()
+            raise
+        if self._open is batch:
+            self._open = None
+        try:
+            batch.done.set_result(await self._run(batch.parts))
+        except Exception as exc:
+            batch.done.set_exception(exc)
+            batch.done.exception()  # retrieved: callers that left must not log it again
+
+    async def _run(self, parts: list[NDArray[Any]]) -> list[list[Output]]:
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        started = time.perf_counter()
+        outputs = await anyio.to_thread.run_sync(self._predict, rows, limiter=self._limiter)
+        self.calls += 1
+        self.requests += len(parts)
+        self._observe(len(parts), len(rows), time.perf_counter() - started)
+        answers = []
+        start = 0
+        for part in parts:
+            answers.append(outputs[start : start + len(part)])
+            start += len(part)
+        return answers
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,60 @@
+"""The model serving slice's settings: ``APP_ML__*``."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class S3Settings(BaseModel):
+    """Where artifacts live when ``artifact_store`` is ``s3``; any S3-compatible store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = ""
+    # Keys start with this prefix, so one bucket can hold several services' models.
+    prefix: str = "models/"
+    # MinIO, Ceph, R2...; empty for AWS itself.
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    # Empty: boto3's own chain (environment, instance role, ~/.aws).
+    access_key_id: str = ""
+    secret_access_key: SecretStr = SecretStr("")
+
+
+class MlSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Where registered artifacts are written and read: a directory, or an S3 bucket.
+    artifact_store: str = Field(default="local", pattern="^(local|s3)$")
+    artifact_dir: Path = Path("var/models")
+    s3: S3Settings = S3Settings()
+    # How often each process checks the registry for moved aliases or a changed canary
+    # share (a change made through this process applies at once).
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Threads running inference at once, over all models: the event loop never runs a
+    # model. scikit-learn and onnxruntime release the GIL in their numeric kernels.
+    inference_threads: int = Field(default=2, ge=1, le=64)
+    # Concurrent requests for one model version wait at most this long to be predicted
+    # together, in one call; 0 runs each request on its own.
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    # Rows per model call at most; a batch that reaches it runs at once.
+    max_batch_rows: int = Field(default=256, ge=1, le=100_000)
+    # Every model with a champion is loaded; these must also have one to be ready.
+    required_models: list[str] = []
+    # Each served version's last this many inputs are compared with its training data.
+    drift_window: int = Field(default=1000, ge=50, le=1_000_000)
+    # Fewer inputs than this in the window give no drift figure yet.
+    drift_min_samples: int = Field(default=200, ge=10)
+    drift_check_seconds: float = Field(default=30.0, gt=0)
+    # Requests a shadow model (or a comparison) may be behind; beyond it, copies are
+    # dropped and counted, so a slow shadow never slows the answers.
+    shadow_queue_size: int = Field(default=1000, ge=1)
+    # With a challenger taking traffic, the champion also predicts what the challenger
+    # answered, off the request path, to measure their agreement.
+    compare_challenger: bool = True
+    # Share of predictions written to the prediction log for later labelling (0 to 1).
+    prediction_log_rate: float = Field(default=0.0, ge=0, le=1)
+    prediction_log_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Types a scikit-learn artifact may hold beyond skops' own trusted list
+    # ("mypackage.features.Clipper"): anything else is refused at registration.
+    trusted_types: list[str] = []

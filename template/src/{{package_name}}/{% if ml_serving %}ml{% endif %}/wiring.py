@@ -1,0 +1,13 @@
+"""The model serving slice's part in the application (see core/slices.py)."""
+
+from ..core.slices import Slice
+from .lifespan import ml_lifespan
+from .router import router
+
+ml_slice = Slice(
+    name="ml",
+    # The registry and the prediction log live in the database.
+    requires=("database",),
+    lifespan=ml_lifespan,
+    routers=(router,),
+)
