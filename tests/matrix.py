@@ -49,6 +49,7 @@ DOMAINS: dict[str, list[Any]] = {
     "tenant_isolation": ["row", "schema", "database"],
     "event_sourcing": [False, True],
     "message_broker": ["none", "rabbitmq", "nats", "kafka"],
+    "ml_serving": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -155,6 +156,7 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "compose/compose.sqlite.yaml": lambda a: a["database"] == "sqlite",
     "compose/compose.postgresql.yaml": lambda a: a["database"] == "postgresql",
     "compose/compose.redis.yaml": lambda a: bool(a["redis"]),
+    "compose/compose.ml.yaml": lambda a: bool(a["ml_serving"]),
     "compose/postgres-app-role.sql": lambda a: (
         a["database"] == "postgresql" and bool(a["multi_tenancy"])
     ),
@@ -336,6 +338,13 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
         bool(a["event_sourcing"]) and a["message_broker"] != "none"
     ),
     "docs/events.md": lambda a: bool(a["event_sourcing"]),
+    # ml_serving
+    "src/{package_name}/ml": lambda a: bool(a["ml_serving"]),
+    "src/{package_name}/ml/metrics.py": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "src/{package_name}/migrations/versions/ml": lambda a: bool(a["ml_serving"]),
+    "tests/test_ml.py": lambda a: bool(a["ml_serving"]),
+    "tests/fixtures/ml.py": lambda a: bool(a["ml_serving"]),
+    "docs/ml.md": lambda a: bool(a["ml_serving"]),
     # event_sourcing: observability assets (the broker's in files of their own)
     "docs/runbooks/AppEventProjectionLagging.md": lambda a: bool(
         a["event_sourcing"] and a["metrics"]
@@ -494,9 +503,15 @@ CASES: list[Case] = _build_cases()
 
 # Named profiles for the slow tier.
 PROFILES: dict[str, Answers] = {
-    # The defaults, and experiments, GraphQL and event sourcing (off by default) on
-    # SQLite with the built-in flags: the observability end-to-end test's render.
-    "sqlite": {**BASE_ANSWERS, "experiments": True, "graphql": True, "event_sourcing": True},
+    # The defaults, and experiments, GraphQL, event sourcing and model serving (off by
+    # default) on SQLite with the built-in flags: the observability end-to-end test's render.
+    "sqlite": {
+        **BASE_ANSWERS,
+        "experiments": True,
+        "graphql": True,
+        "event_sourcing": True,
+        "ml_serving": True,
+    },
     # The all-features profile: every slice on, tenants isolated by row with row-level
     # security, the cache and rate limits in Redis and keyed by tenant, events published
     # to RabbitMQ.
@@ -510,6 +525,7 @@ PROFILES: dict[str, Answers] = {
         "multi_tenancy": True,
         "event_sourcing": True,
         "message_broker": "rabbitmq",
+        "ml_serving": True,
     },
     "bare": {
         **BASE_ANSWERS,
@@ -521,7 +537,8 @@ PROFILES: dict[str, Answers] = {
         "request_protection": False,
     },
     # Lean profiles each with one more way of keeping tenants apart: a database per
-    # tenant on PostgreSQL and on SQLite, a schema per tenant.
+    # tenant on PostgreSQL and on SQLite (with the model registry among the platform's
+    # tables), a schema per tenant.
     "flagd": {
         **BASE_ANSWERS,
         "flag_provider": "flagd",
@@ -537,6 +554,7 @@ PROFILES: dict[str, Answers] = {
         "metrics": False,
         "multi_tenancy": True,
         "tenant_isolation": "database",
+        "ml_serving": True,
     },
     "tenancy-schema": {
         **BASE_ANSWERS,

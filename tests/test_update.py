@@ -741,10 +741,54 @@ def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_
     run_in(project, "make", "lint")
 
 
+def test_update_switching_ml_serving_on_and_off(template_repo: Path, tmp_path: Path) -> None:
+    """A service with its own model and revision switches model serving on (the
+    registry's tables a branch of their own beside the user's revision, the example model
+    registered and served, the slice's tests passing), then off again the documented way:
+    the slice's files go, the user's code and tables stay."""
+    project, service = service_with_user_work(template_repo, tmp_path)
+    slug = read_answers(project)["project_slug"]
+    package = project / "src" / read_answers(project)["package_name"]
+
+    switch_on(project, {"ml_serving": True})
+
+    assert read_answers(project)["ml_serving"] is True
+    assert (package / "ml" / "server.py").is_file()
+    migration = package / "migrations" / "versions" / "ml" / "ml_0001_create_model_registry.py"
+    assert assigned_value(module_ast(migration), "branch_labels") == ("ml",)
+    assert "ml_slice" in (package / "main.py").read_text(encoding="utf-8")
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    assert {"item_notes", "ml_models", "ml_model_versions"} <= database_tables(project)
+    run_in(project, "alembic", "check")
+    env = locked_and_linted(project)
+    run_in(project, slug, "models", "train-example")
+    assert "iris: champion v1" in run_in(project, slug, "models", "list").stdout
+    suite = ["tests/test_ml.py", "tests/test_migrations.py"]
+    result = run([env["UV"], "run", "pytest", *suite], project, env=env)
+    assert_suite_passed(result, "the updated project's model serving and migration tests")
+    commit_all(project, "Model serving on")
+
+    run_in(project, "alembic", "downgrade", "ml@base")
+    switch_on(project, {"ml_serving": False})
+
+    assert not (package / "ml").exists()
+    assert not (project / "tests" / "test_ml.py").exists()
+    assert "ml_slice" not in (package / "main.py").read_text(encoding="utf-8")
+    assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
+    assert not project_problems(project), "\n".join(project_problems(project))
+    run_in(project, slug, "migrate")
+    tables = database_tables(project)
+    assert "item_notes" in tables
+    assert "ml_models" not in tables
+    run_in(project, "alembic", "check")
+    run_in(project, "make", "lint")
+
+
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
-    outbound calls, caching, request protection, GraphQL, tenants and event sourcing
-    with NATS, with user code,
+    outbound calls, caching, request protection, GraphQL, tenants, event sourcing
+    with NATS and model serving, with user code,
     switches them all off (its database never migrated: nothing to downgrade): each
     slice's package, wiring, compose file, settings section and tests go, the user's code
     stays, and the lean service lints, tests and migrates."""
@@ -760,6 +804,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "graphql": True,
         "multi_tenancy": True,
         "event_sourcing": True,
+        "ml_serving": True,
     }
     project = generate(template_repo, tmp_path / "svc", message_broker="nats", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -797,6 +842,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             project / "compose" / "compose.broker.yaml",
             project / "tests" / "test_outbox.py",
         ],
+        "ml_serving": [
+            package / "ml",
+            package / "migrations" / "versions" / "ml",
+            project / "tests" / "test_ml.py",
+        ],
     }
     for paths in owned.values():
         for path in paths:
@@ -825,6 +875,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "graphql_slice",
         "tenancy_slice",
         "events_slice",
+        "ml_slice",
     )
     for name in slice_names:
         assert name not in main, f"main.py still lists {name}"

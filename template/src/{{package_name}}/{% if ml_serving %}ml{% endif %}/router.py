@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from ..core.auth.dependencies import PrincipalDep, ServiceAdminDep
 from ..core.errors import problem_responses
-from .dependencies import ModelNamePath, ModelRegistryDep, ModelServerDep
+from .dependencies import ModelNamePath, ModelRegistryDep, ModelServerDep, VersionPath
 from .schemas import (
     Alias,
     AliasMove,
@@ -84,7 +84,7 @@ async def list_versions(
 
 @router.get("/{name}/versions/{version}", responses=problem_responses(404))
 async def get_version(
-    name: ModelNamePath, version: int, _: PrincipalDep, registry: ModelRegistryDep
+    name: ModelNamePath, version: VersionPath, _: PrincipalDep, registry: ModelRegistryDep
 ) -> VersionRead:
     return await registry.version(name, version)
 

@@ -22,6 +22,8 @@ Alias = Literal["champion", "challenger", "shadow"]
 ALIASES: tuple[Alias, ...] = ("champion", "challenger", "shadow")
 # The aliases that answer callers; the shadow only ever predicts a copy.
 Role = Literal["champion", "challenger"]
+# Version numbers are stored as 32-bit integers.
+MAX_VERSION = 2**31 - 1
 # One request's rows at most; APP_ML__MAX_BATCH_ROWS bounds one model call instead.
 MAX_REQUEST_ROWS = 1000
 
@@ -76,7 +78,7 @@ class VersionRead(BaseModel):
 class AliasMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class Split(BaseModel):

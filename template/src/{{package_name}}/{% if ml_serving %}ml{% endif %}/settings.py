@@ -1,8 +1,9 @@
 """The model serving slice's settings: ``APP_ML__*``."""
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class S3Settings(BaseModel):
@@ -58,3 +59,9 @@ class MlSettings(BaseModel):
     # Types a scikit-learn artifact may hold beyond skops' own trusted list
     # ("mypackage.features.Clipper"): anything else is refused at registration.
     trusted_types: list[str] = []
+
+    @model_validator(mode="after")
+    def _store_named(self) -> Self:
+        if self.artifact_store == "s3" and not self.s3.bucket:
+            raise ValueError("artifact_store 's3' needs a bucket: set APP_ML__S3__BUCKET")
+        return self

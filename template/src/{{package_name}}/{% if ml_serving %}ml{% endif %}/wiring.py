@@ -8,6 +8,8 @@ ml_slice = Slice(
     name="ml",
     # The registry and the prediction log live in the database.
     requires=("database",),
+    # With tenants, the tenancy slice opens the platform's sessions the registry uses.
+    after=("tenancy",),
     lifespan=ml_lifespan,
     routers=(router,),
 )
