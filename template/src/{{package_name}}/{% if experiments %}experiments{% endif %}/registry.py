@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from pydantic import JsonValue
 
-from ..flags.targeting import Attributes, Predicate, compile_all
 from ..core.assignment import Split
+from ..flags.targeting import Attributes, Predicate, compile_all
 from .schemas import Cohort, ExperimentRead
 
 

@@ -19,6 +19,8 @@ class ModelRow(Base):
     description: Mapped[str] = mapped_column(String(500), default="")
     # Share of callers (0 to 100) the challenger answers; sticky per routing key.
     challenger_percent: Mapped[float] = mapped_column(default=0.0)
+    # Or the experiment (of the experiments slice) whose arms decide, when one is set.
+    experiment: Mapped[str | None] = mapped_column(String(100))
     # Grows with every change to the aliases or the split: what each process polls.
     revision: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -215,6 +215,7 @@ class ModelRegistry:
             description=row.description,
             aliases=await self._aliases(row.name),
             challenger_percent=row.challenger_percent,
+            experiment=row.experiment,
             latest_version=latest,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -341,20 +342,26 @@ class ModelRegistry:
             field="alias",
         )
 
-    async def split(self, name: str, challenger_percent: float, actor: str) -> ModelRead:
+    async def split(
+        self, name: str, challenger_percent: float, actor: str, experiment: str | None = None
+    ) -> ModelRead:
+        """Sends ``challenger_percent`` of callers to the challenger, or lets the arms of
+        ``experiment`` (an experiment of the experiments slice) assign them."""
         model = await self._locked(name)
-        if challenger_percent > 0 and (
+        if (challenger_percent > 0 or experiment is not None) and (
             await self._session.get(ModelAliasRow, (name, "challenger")) is None
         ):
             raise ConflictError(
                 f"model {name!r} has no challenger to send traffic to: promote a version "
                 "to challenger first",
-                field="challenger_percent",
+                field="experiment" if experiment is not None else "challenger_percent",
             )
-        before = {"challenger_percent": model.challenger_percent}
+        before = {"challenger_percent": model.challenger_percent, "experiment": model.experiment}
+        after = {"challenger_percent": challenger_percent, "experiment": experiment}
         model.challenger_percent = challenger_percent
+        model.experiment = experiment
         model.revision += 1
-        self._audit(name, "split", None, before, {"challenger_percent": challenger_percent}, actor)
+        self._audit(name, "split", None, before, after, actor)
         await self._session.commit()
         await self._changed()
         return await self.get(name)

@@ -52,6 +52,8 @@ class ModelRead(BaseModel):
     aliases: dict[Alias, int]
     # Share of callers (0 to 100) the challenger answers.
     challenger_percent: float
+    # Or the experiment whose arms (champion, challenger) assign callers, when set.
+    experiment: str | None
     latest_version: int | None
     created_at: datetime
     updated_at: datetime

@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ from .settings import MlSettings
 from .signature import InputError, Loc, Signature, rows_array
 
 logger = structlog.stdlib.get_logger(__name__)
+
+# The arm an experiment gives a routing key (recording the exposure), or None when the
+# caller is not in it: the experiments slice's assignment, when the service has it.
+ExperimentArm = Callable[[str, str], str | None]
 
 # A version that failed to load is tried again this much later, not at every poll.
 RETRY_LOAD_SECONDS = 30.0
@@ -71,15 +75,25 @@ class Route:
     served: Mapping[Alias, LoadedVersion]
     challenger_percent: float
     split: Split
+    # The experiment assigning callers instead of the split, and how to ask it.
+    experiment: str | None = None
+    experiment_arm: "ExperimentArm | None" = None
+
+    def _to_challenger(self, routing_key: str | None) -> bool:
+        if self.experiment is not None:
+            # Callers without a key, or outside the experiment, get the champion.
+            if self.experiment_arm is None or not routing_key:
+                return False
+            return self.experiment_arm(self.experiment, routing_key) == "challenger"
+        return (
+            self.challenger_percent > 0
+            and self.split.arm(routing_key or uuid.uuid4().hex) == "challenger"
+        )
 
     def choose(self, routing_key: str | None) -> tuple[Role, LoadedVersion] | None:
         champion = self.served.get("champion")
         challenger = self.served.get("challenger")
-        if (
-            challenger is not None
-            and self.challenger_percent > 0
-            and self.split.arm(routing_key or uuid.uuid4().hex) == "challenger"
-        ):
+        if challenger is not None and self._to_challenger(routing_key):
             return "challenger", challenger
         return None if champion is None else ("champion", champion)
 
@@ -143,6 +157,8 @@ class ModelServer:
         self._lock = asyncio.Lock()
         self._comparisons: asyncio.Queue[_Comparison] = asyncio.Queue(settings.shadow_queue_size)
         self.refreshed = False
+        # Set by the lifespan when the experiments slice is on.
+        self.experiment_arm: ExperimentArm | None = None
 
     # Loading
 
@@ -238,6 +254,8 @@ class ModelServer:
                     served=served,
                     challenger_percent=model.challenger_percent,
                     split=_split(model.name, model.challenger_percent),
+                    experiment=model.experiment,
+                    experiment_arm=self.experiment_arm,
                 )
             self._routes = routes
             # Retried loads change nothing the revision shows: poll again until done.

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("description", sa.String(length=500), nullable=False),
         sa.Column("challenger_percent", sa.Double(), nullable=False),
+        sa.Column("experiment", sa.String(length=100), nullable=True),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
