@@ -56,15 +56,23 @@ class ModelLoadingError(ProblemError):
         super().__init__(detail, headers={"Retry-After": "1"})
 
 
+LoadKey = tuple[str, int, str]
+
+
 @dataclass(eq=False)
 class LoadedVersion:
     model: str
     version: int
+    digest: str
     signature: Signature
     batcher: MicroBatcher
     window: DriftWindow | None
     last_used: float = field(default_factory=time.monotonic)
     psi: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> LoadKey:
+        return (self.model, self.version, self.digest)
 
 
 @dataclass(frozen=True)
@@ -151,8 +159,10 @@ class ModelServer:
         self._log = log
         self._limiter = anyio.CapacityLimiter(settings.inference_threads)
         self._routes: dict[str, Route] = {}
-        self._loaded: dict[tuple[str, int], LoadedVersion] = {}
-        self._retry_at: dict[tuple[str, int], float] = {}
+        # Keyed by the artifact's digest too: a registry emptied and filled again (a test
+        # database) reuses names and numbers for other files.
+        self._loaded: dict[LoadKey, LoadedVersion] = {}
+        self._retry_at: dict[LoadKey, float] = {}
         self._revision: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
         self._comparisons: asyncio.Queue[_Comparison] = asyncio.Queue(settings.shadow_queue_size)
@@ -187,6 +197,7 @@ class ModelServer:
         loaded = LoadedVersion(
             model=name,
             version=version,
+            digest=row.artifact_sha256,
             signature=signature,
             batcher=MicroBatcher(
                 predictor.predict,
@@ -208,7 +219,7 @@ class ModelServer:
         return loaded
 
     async def _version(self, row: ModelVersionRow) -> LoadedVersion | None:
-        key = (row.model_name, row.version)
+        key = (row.model_name, row.version, row.artifact_sha256)
         if key in self._loaded:
             return self._loaded[key]
         if time.monotonic() < self._retry_at.get(key, 0.0):
@@ -270,11 +281,7 @@ class ModelServer:
             self._forget_unused()
 
     def _forget_unused(self) -> None:
-        used = {
-            (loaded.model, loaded.version)
-            for route in self._routes.values()
-            for loaded in route.served.values()
-        }
+        used = {loaded.key for route in self._routes.values() for loaded in route.served.values()}
         by_model: dict[str, list[LoadedVersion]] = {}
         for key, loaded in self._loaded.items():
             if key not in used:
@@ -283,7 +290,7 @@ class ModelServer:
             unused.sort(key=lambda loaded: loaded.last_used, reverse=True)
             for loaded in unused[KEEP_UNUSED_VERSIONS:]:
                 # In-flight batches keep their own reference and finish.
-                del self._loaded[(loaded.model, loaded.version)]
+                del self._loaded[loaded.key]
 
     async def poll(self) -> None:
         async with self._sessions() as session:
