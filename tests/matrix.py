@@ -345,6 +345,17 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/test_ml.py": lambda a: bool(a["ml_serving"]),
     "tests/fixtures/ml.py": lambda a: bool(a["ml_serving"]),
     "docs/ml.md": lambda a: bool(a["ml_serving"]),
+    "src/{package_name}/ml/experiment_split.py": lambda a: bool(
+        a["ml_serving"] and a["feature_flags"] and a["experiments"]
+    ),
+    # ml_serving: observability assets
+    "docs/runbooks/AppModelDriftWarning.md": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "docs/runbooks/AppModelDrift.md": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "docs/runbooks/AppModelErrors.md": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "docs/runbooks/AppModelLoadFailing.md": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "observability/grafana/dashboards/ml.json": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "observability/prometheus/rules/ml.yml": lambda a: bool(a["ml_serving"] and a["metrics"]),
+    "observability/prometheus/tests/ml.test.yml": lambda a: bool(a["ml_serving"] and a["metrics"]),
     # event_sourcing: observability assets (the broker's in files of their own)
     "docs/runbooks/AppEventProjectionLagging.md": lambda a: bool(
         a["event_sourcing"] and a["metrics"]

@@ -152,6 +152,40 @@ EVENTS_BROKER_RULE_FILES = frozenset({"rules/events-broker.yml", "tests/events-b
 EXPERIMENTS_ALERTS = frozenset(
     {"AppExperimentSampleRatioMismatch", "AppExperimentExposuresDropped"}
 )
+# With ml_serving: the model serving slice's (the ml dashboard and rules read them); the
+# histograms and the regressors' summary as their series.
+ML_METRICS = frozenset(
+    {
+        "app_ml_predictions_total",
+        "app_ml_prediction_errors_total",
+        "app_ml_prediction_seconds_bucket",
+        "app_ml_prediction_seconds_count",
+        "app_ml_prediction_seconds_sum",
+        "app_ml_predicted_class_total",
+        "app_ml_predicted_value_count",
+        "app_ml_predicted_value_sum",
+        "app_ml_batch_requests_bucket",
+        "app_ml_batch_requests_count",
+        "app_ml_batch_requests_sum",
+        "app_ml_batch_rows_bucket",
+        "app_ml_batch_rows_count",
+        "app_ml_batch_rows_sum",
+        "app_ml_inference_seconds_bucket",
+        "app_ml_inference_seconds_count",
+        "app_ml_inference_seconds_sum",
+        "app_ml_feature_psi",
+        "app_ml_agreement_total",
+        "app_ml_dropped_total",
+        "app_ml_loads_total",
+        "app_ml_load_seconds_bucket",
+        "app_ml_load_seconds_count",
+        "app_ml_load_seconds_sum",
+        "app_ml_serving_version",
+    }
+)
+ML_ALERTS = frozenset(
+    {"AppModelDriftWarning", "AppModelDrift", "AppModelErrors", "AppModelLoadFailing"}
+)
 # The experiments slice's rules and rule tests: only renders with feature_flags have them.
 EXPERIMENTS_RULE_FILES = frozenset({"rules/experiments.yml", "tests/experiments.test.yml"})
 # Series Prometheus itself writes.
@@ -172,6 +206,7 @@ SLICES_WITH_RULES = (
 )
 # event_sourcing too (off by default), with a broker: its rules for the outbox and the dead
 # letters come only with one. The variants take this one; every broker has the same rules.
+# And ml_serving (off by default).
 VARIANT_BROKER = "rabbitmq"
 
 
@@ -202,6 +237,8 @@ class Variant:
             # only with it.
             and bool(answers.get("event_sourcing", False))
             and answers.get("message_broker", "none") != "none"
+            # Model serving: off by default.
+            and bool(answers.get("ml_serving", False))
         )
 
     def render_key(self) -> tuple[str, Answers]:
@@ -223,6 +260,7 @@ class Variant:
         data["multi_tenancy"] = True  # off by default
         data["event_sourcing"] = True  # off by default
         data["message_broker"] = VARIANT_BROKER  # none by default
+        data["ml_serving"] = True  # off by default
         return f"observability-{self.id}", data
 
 
@@ -263,6 +301,7 @@ def exported_metrics(project: Path) -> frozenset[str]:
     events = EVENTS_METRICS if answers.get("event_sourcing") else frozenset()
     if answers.get("event_sourcing") and answers.get("message_broker", "none") != "none":
         events |= EVENTS_BROKER_METRICS
+    ml = ML_METRICS if answers.get("ml_serving") else frozenset()
     return (
         SERVICE_METRICS
         | flags
@@ -273,6 +312,7 @@ def exported_metrics(project: Path) -> frozenset[str]:
         | graphql
         | tenancy
         | events
+        | ml
     )
 
 
@@ -1054,3 +1094,40 @@ def test_a_service_without_event_sourcing_has_no_events_dashboards_nor_alerts(
     tests_dir = project / "observability/prometheus/tests"
     assert not list(tests_dir.glob("events*.test.yml"))
     assert "app_events_" not in (project / "docs/observability.md").read_text()
+
+
+@pytest.mark.parametrize("variant", params(METRICS_VARIANTS))
+def test_ml_dashboard_and_alerts_read_the_ml_metrics(
+    variant: Variant, renders: RenderCache
+) -> None:
+    """With ml_serving (the variants'): a panel for every metric of the slice, and its
+    alerts, each with a runbook."""
+    project = render_of(variant, renders)
+    read = metrics_read(dashboards(project)["ml.json"])
+    unread = {
+        "app_ml_prediction_seconds_count",
+        "app_ml_prediction_seconds_sum",
+        "app_ml_inference_seconds_count",
+        "app_ml_inference_seconds_sum",
+        "app_ml_load_seconds_count",
+        "app_ml_load_seconds_sum",
+    }
+    assert read - {"app_build_info"} == ML_METRICS - unread, sorted(read)
+    alerts = {rule["alert"] for rule in alerting_rules(project)}
+    assert alerts >= ML_ALERTS, sorted(alerts)
+    runbooks = {p.stem for p in (project / "docs/runbooks").glob("*.md")}
+    assert runbooks >= ML_ALERTS, sorted(runbooks)
+
+
+def test_a_service_without_ml_serving_has_no_ml_dashboard_nor_alerts(
+    renders: RenderCache,
+) -> None:
+    project = renders.get("observability-no-tenancy", dict(BASE_ANSWERS))
+    assert not read_answers(project)["ml_serving"]
+    assert "ml.json" not in dashboards(project)
+    assert not {rule["alert"] for rule in alerting_rules(project)} & ML_ALERTS
+    assert not [p for p in (project / "docs/runbooks").glob("*.md") if p.stem in ML_ALERTS]
+    prometheus_dir = project / "observability/prometheus"
+    assert not (prometheus_dir / "rules/ml.yml").exists()
+    assert not (prometheus_dir / "tests/ml.test.yml").exists()
+    assert "app_ml_" not in (project / "docs/observability.md").read_text()

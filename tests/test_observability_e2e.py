@@ -15,8 +15,10 @@ a key no flag has; with experiments an experiment started there, new visitors' a
 over OFREP and a conversion per round; with outbound calls, the single-process instance
 also looks each new item up in an enrichment service that then fails, so its breaker opens
 and closes; with request protection also a request refused at the edge and one scored
-as an anomaly, both outside the API; with GraphQL an operation of each outcome) the test
-checks through Prometheus's HTTP API that:
+as an anomaly, both outside the API; with GraphQL an operation of each outcome; with model
+serving, predictions of the example iris classifier, whose second version is made its
+shadow through the admin API, and of a regressor, each instance's processes measuring
+drift every second from 10 inputs) the test checks through Prometheus's HTTP API that:
 
 * every target of the job is up and has been scraped several times;
 * each instance's request counter and latency histogram count every API request sent to
@@ -332,6 +334,7 @@ class Stack:
     protection: bool  # the request protection slice: refusals and anomalies are counted
     experiments: bool  # the experiments slice (with the built-in flags): arms over OFREP
     graphql: bool  # the GraphQL slice: operations of every outcome
+    ml: bool  # the model serving slice: a classifier with a shadow, and a regressor
 
 
 def _prometheus_config(
@@ -454,10 +457,19 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             f"{ENRICHMENT}BASE_URL": enrichment.url,
             **{ENRICHMENT + name: value for name, value in ENRICHMENT_SETTINGS.items()},
         }
+    ml = bool(answers.get("ml_serving"))
+    if ml:
+        for instance in instances:
+            envs[instance.name] |= {
+                **ML_SETTINGS,
+                "APP_ML__ARTIFACT_DIR": str(workdir / f"models-{instance.name}"),
+            }
     for instance in [*instances, failing]:
         _run([*command, "migrate"], cwd=project, env=envs[instance.name], timeout=120)
     with sqlite3.connect(workdir / f"{failing.name}.db") as database:
         database.execute("DROP TABLE items")
+    if ml:
+        _register_models(uv, command, project, {i.name: envs[i.name] for i in instances}, workdir)
 
     # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
     with ExitStack() as processes:
@@ -518,6 +530,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             experiments=bool(answers.get("experiments"))
             and answers.get("flag_provider") == "builtin",
             graphql=bool(answers.get("graphql")),
+            ml=ml,
         )
 
 
@@ -667,6 +680,112 @@ def _experiment_calls(stack: Stack, instance: Instance, round_: int) -> list[Cal
     return calls
 
 
+# With model serving, for the instances' processes: drift measured every second from 10
+# inputs (the least the settings take), so the drift panels have data within the traffic.
+ML_SETTINGS = {"APP_ML__DRIFT_MIN_SAMPLES": "10", "APP_ML__DRIFT_CHECK_SECONDS": "1"}
+CLASSIFIER = "iris"  # `models train-example`: version 1 the champion, version 2 the shadow
+REGRESSOR = "iris-petal-width"  # a linear regression, registered from its file
+IRIS_FEATURES = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
+# Flowers of each of the three species, sent in every round: every class is answered, and
+# each request's rows are enough for a drift figure.
+IRIS_ROWS = [
+    dict(zip(IRIS_FEATURES, row, strict=True))
+    for row in (
+        (5.1, 3.5, 1.4, 0.2),
+        (4.9, 3.0, 1.4, 0.2),
+        (4.7, 3.2, 1.3, 0.2),
+        (5.0, 3.6, 1.4, 0.2),
+        (7.0, 3.2, 4.7, 1.4),
+        (6.4, 3.2, 4.5, 1.5),
+        (6.9, 3.1, 4.9, 1.5),
+        (5.5, 2.3, 4.0, 1.3),
+        (6.3, 3.3, 6.0, 2.5),
+        (5.8, 2.7, 5.1, 1.9),
+        (7.1, 3.0, 5.9, 2.1),
+        (6.3, 2.9, 5.6, 1.8),
+    )
+]
+# The regressor answers the petal width from the other three.
+REGRESSOR_ROWS = [{k: v for k, v in row.items() if k != "petal_width_cm"} for row in IRIS_ROWS]
+# Trains the regressor on scikit-learn's iris data, in the service's environment: writes
+# its skops file and its training CSV (the petal width is the target).
+TRAIN_REGRESSOR = """
+import csv, sys
+import skops.io
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression
+rows = load_iris().data
+model = LinearRegression().fit(rows[:, :3], rows[:, 3])
+with open(sys.argv[1], "wb") as out:
+    out.write(skops.io.dumps(model))
+with open(sys.argv[2], "w", newline="") as out:
+    writer = csv.writer(out)
+    writer.writerow(sys.argv[3].split(","))
+    writer.writerows(rows.tolist())
+"""
+
+
+def _register_models(
+    uv: str, command: list[str], project: Path, envs: Mapping[str, Mapping[str, str]], workdir: Path
+) -> None:
+    """Each instance's registry: the example classifier's champion and a second version
+    (made the shadow once the services run), and the regressor's champion."""
+    artifact, training = workdir / "regressor.skops", workdir / "regressor.csv"
+    env = next(iter(envs.values()))
+    train = [uv, "run", "--no-sync", "python", "-c", TRAIN_REGRESSOR]
+    header = ",".join(IRIS_FEATURES)
+    _run([*train, str(artifact), str(training), header], cwd=project, env=env, timeout=120)
+    register = ["register", REGRESSOR, str(artifact), "--training-data", str(training)]
+    for instance_env in envs.values():
+        for args in (
+            ["train-example", "--name", CLASSIFIER],
+            ["train-example", "--name", CLASSIFIER, "--regularization", "0.05"],
+            [*register, "--target", "petal_width_cm", "--promote", "champion"],
+        ):
+            _run([*command, "models", *args], cwd=project, env=instance_env, timeout=120)
+
+
+def _start_shadow(stack: Stack, sent: Sent) -> None:
+    """The classifier's version 2 becomes its shadow, and every worker serves it."""
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    for instance in stack.instances:
+        url = f"{instance.url}/api/v1/models/{CLASSIFIER}/aliases/shadow"
+        reply = _http("PUT", url, body={"version": 2}, headers=auth)
+        assert reply.status == 200, f"PUT {url}: {reply.status} {reply.body!r}"
+        sent[instance.address]["2xx"] += 1
+    for instance in stack.instances:
+        _wait_for(
+            functools.partial(_shadow_served, stack, instance, sent),
+            stack,
+            f"{instance.name}: the shadow of {CLASSIFIER}",
+        )
+
+
+def _shadow_served(stack: Stack, instance: Instance, sent: Sent) -> bool:
+    """Every worker serves the shadow: so many drift readings in a row, each on a new
+    connection, list it."""
+    auth = {"Authorization": f"Bearer {stack.token}", "Connection": "close"}
+    url = f"{instance.url}/api/v1/models/{CLASSIFIER}/drift"
+    for _ in range(FLAG_SYNC_EVALUATIONS):
+        reply = _http("GET", url, headers=auth)
+        assert reply.status == 200, f"GET {url}: {reply.status} {reply.body!r}"
+        sent[instance.address]["2xx"] += 1
+        if "shadow" not in {reading["alias"] for reading in reply.json()}:
+            return False
+    return True
+
+
+def _ml_calls(stack: Stack, instance: Instance) -> list[Call]:
+    if not stack.ml:
+        return []
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    models = f"{instance.url}/api/v1/models"
+    return [
+        ("POST", f"{models}/{CLASSIFIER}/predict", {"inputs": IRIS_ROWS}, auth, 200),
+        ("POST", f"{models}/{REGRESSOR}/predict", {"inputs": REGRESSOR_ROWS}, auth, 200),
+    ]
+
+
 def _look_up_enrichment(stack: Stack, instance: Instance, item: str, sent: Sent) -> None:
     """The new item's enrichment, then the same while the enrichment service fails twice.
 
@@ -697,6 +816,8 @@ def _drive_traffic(stack: Stack) -> Sent:
         _create_flag(stack, sent)
     if stack.experiments:
         _start_experiment(stack, sent)
+    if stack.ml:
+        _start_shadow(stack, sent)
     for round_ in range(TRAFFIC_ROUNDS):
         began = time.time()
         for instance in stack.instances:
@@ -725,6 +846,7 @@ def _drive_traffic(stack: Stack) -> Sent:
             calls += _flag_calls(stack, instance, round_)
             calls += _experiment_calls(stack, instance, round_)
             calls += _graphql_calls(stack, instance)
+            calls += _ml_calls(stack, instance)
             if stack.protection:
                 calls += [
                     (verb, f"{instance.url}{path}", None, {}, code)
@@ -915,7 +1037,13 @@ def _dashboard_variables(
                 )
             elif not found:
                 problems.append(f"{title}: variable {name} ({query}) has no value")
-            values[name] = stack.job if match["label"] == "job" else (found or [""])[0]
+            if match["label"] == "job":
+                values[name] = stack.job
+            elif variable.get("includeAll") and current in ("$__all", ["$__all"]):
+                # Saved as All: Grafana sends the allValue, else every value found.
+                values[name] = variable.get("allValue") or "|".join(map(re.escape, found))
+            else:
+                values[name] = (found or [""])[0]
         elif kind in {"custom", "constant", "textbox", "interval"}:
             if isinstance(current, list):
                 current = "|".join(current)

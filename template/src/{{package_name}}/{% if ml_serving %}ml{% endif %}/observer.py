@@ -7,6 +7,8 @@ from .formats import Output
 
 
 class ServingObserver(Protocol):
+    def model(self, model: str) -> None: ...
+
     def known(
         self, model: str, version: int, classes: Sequence[str], features: Iterable[str]
     ) -> None: ...
@@ -19,7 +21,7 @@ class ServingObserver(Protocol):
         self, model: str, version: int, role: str, outputs: Sequence[Output], seconds: float
     ) -> None: ...
 
-    def failed(self, model: str, version: int, role: str) -> None: ...
+    def failed(self, model: str, version: int, role: str, rows: int) -> None: ...
 
     def batch(self, model: str, requests: int, rows: int, seconds: float) -> None: ...
 
@@ -32,6 +34,9 @@ class ServingObserver(Protocol):
 
 class QuietObserver:
     """Reports nothing: without the metrics slice, failures are still logged."""
+
+    def model(self, model: str) -> None:
+        pass
 
     def known(
         self, model: str, version: int, classes: Sequence[str], features: Iterable[str]
@@ -49,7 +54,7 @@ class QuietObserver:
     ) -> None:
         pass
 
-    def failed(self, model: str, version: int, role: str) -> None:
+    def failed(self, model: str, version: int, role: str, rows: int) -> None:
         pass
 
     def batch(self, model: str, requests: int, rows: int, seconds: float) -> None:

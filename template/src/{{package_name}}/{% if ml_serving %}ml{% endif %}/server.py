@@ -248,6 +248,8 @@ class ModelServer:
                 state = await serving_state(session)
             routes: dict[str, Route] = {}
             for model, pointed in state:
+                if model.name not in self._routes:
+                    self._observer.model(model.name)
                 previous = self._routes.get(model.name)
                 served: dict[Alias, LoadedVersion] = {}
                 for alias, row in pointed.items():
@@ -371,7 +373,7 @@ class ModelServer:
         try:
             outputs = await target.batcher.predict(rows_in)
         except Exception:
-            self._observer.failed(name, target.version, role)
+            self._observer.failed(name, target.version, role, len(rows_in))
             raise
         self._observer.predicted(name, target.version, role, outputs, time.perf_counter() - started)
         target.last_used = time.monotonic()
@@ -408,7 +410,7 @@ class ModelServer:
             try:
                 outputs = await target.batcher.predict(rows)
             except Exception:
-                self._observer.failed(name, target.version, "shadow")
+                self._observer.failed(name, target.version, "shadow", len(rows))
                 logger.warning(
                     "shadow prediction failed", model=name, version=target.version, exc_info=True
                 )
@@ -416,6 +418,9 @@ class ModelServer:
             self._observer.predicted(
                 name, target.version, "shadow", outputs, time.perf_counter() - started
             )
+            if alias == "shadow" and target.window is not None:
+                # The shadow's own drift: the inputs it would answer if promoted.
+                target.window.add(rows)
             for served, compared in zip(job.outputs, outputs, strict=True):
                 self._observer.compared(name, job.served_role, alias, _agree(served, compared))
             if job.logged:
