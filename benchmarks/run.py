@@ -549,11 +549,20 @@ def parse_wrk(output: str) -> WrkStats:
     )
 
 
-def wrk(base_url: str, path: str, ids: Sequence[int], seconds: int, options: Options) -> str:
+def wrk(
+    base_url: str,
+    path: str,
+    ids: Sequence[int],
+    seconds: int,
+    options: Options,
+    request: Sequence[str] = (),
+) -> str:
+    """wrk's output; ``request``: wrk.lua's method, body and headers (default a GET)."""
     command = [
         "wrk", "--threads", str(WRK_THREADS), "--connections", str(options.connections),
         "--duration", f"{seconds}s", "--latency", "--script", str(WRK_SCRIPT),
         f"{base_url}/", "--", path, str(min(ids, default=1)), str(max(ids, default=1)),
+        *request,
     ]  # fmt: skip
     return subprocess.run(
         on_core(command, options.wrk_core), check=True, capture_output=True, text=True
@@ -583,11 +592,17 @@ class CpuClock:
         )
 
 
-def load(server: Server, target: Target, ids: Sequence[int], options: Options) -> Result:
+def load(
+    server: Server,
+    target: Target,
+    ids: Sequence[int],
+    options: Options,
+    request: Sequence[str] = (),
+) -> Result:
     if options.warmup:
-        wrk(server.base_url, target.path, ids, options.warmup, options)
+        wrk(server.base_url, target.path, ids, options.warmup, options, request)
     before = CpuClock.read(server.pid)
-    output = wrk(server.base_url, target.path, ids, options.duration, options)
+    output = wrk(server.base_url, target.path, ids, options.duration, options, request)
     after = CpuClock.read(server.pid)
     stats = parse_wrk(output)
     server_cpu, wrk_cpu = after.server - before.server, after.wrk - before.wrk

@@ -1,9 +1,10 @@
 -- The one wrk script every run uses, so all rows are measured the same way.
 --
 -- Arguments (after `--` on wrk's command line): a path, optionally containing "{id}",
--- and the first and last id to substitute. Requests are formatted once in init(); each
--- request picks one at random. done() prints a machine-readable summary line, because
--- wrk's own --latency block has no 95th percentile.
+-- and the first and last id to substitute; optionally then a method (default GET), a
+-- body ("" for none) and headers, one argument each ("Authorization: Bearer ..."). Requests
+-- are formatted once in init(); each request picks one at random. done() prints a
+-- machine-readable summary line, because wrk's own --latency block has no 95th percentile.
 
 local prepared = {}
 
@@ -11,13 +12,24 @@ function init(args)
   local template = args[1] or "/"
   local first = tonumber(args[2]) or 1
   local last = tonumber(args[3]) or first
+  local method = args[4] or "GET"
+  local body = args[5]
+  if body == "" then
+    body = nil
+  end
+  local headers = nil -- wrk's own (Host) unless headers are given
+  for i = 6, #args do
+    local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+    headers = headers or {}
+    headers[name] = value
+  end
   if string.find(template, "{id}", 1, true) then
     for id = first, last do
       local path = string.gsub(template, "{id}", tostring(id))
-      prepared[#prepared + 1] = wrk.format("GET", path)
+      prepared[#prepared + 1] = wrk.format(method, path, headers, body)
     end
   else
-    prepared[1] = wrk.format("GET", template)
+    prepared[1] = wrk.format(method, template, headers, body)
   end
 end
 

@@ -1,10 +1,12 @@
 """Micro-batching: concurrent requests for one model version predicted in one call.
 
 A model call has a fixed cost (Python dispatch, input checks, a thread hand-off) that
-one row or a hundred share. The first request to arrive opens a batch; those arriving
-within ``batch_wait_ms`` join it, until it holds ``max_batch_rows`` rows; then the batch
-runs in an inference thread, and each request gets its own rows' answers back. A quiet
-service pays at most the wait; a busy one fills batches before it.
+one row or a hundred share. A request that finds its version idle is predicted at once,
+alone: a quiet service never waits. Requests that arrive while a call runs gather in the
+next batch, which starts as soon as that call ends, or after ``batch_wait_ms`` if the
+call takes longer, or at once when it holds ``max_batch_rows`` rows; each request gets
+its own rows' answers back. So the busier the version, the fuller its batches, and no
+request waits longer than the call before it or the configured wait.
 """
 
 import asyncio
@@ -25,7 +27,7 @@ class _Batch:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.parts: list[NDArray[Any]] = []
         self.rows = 0
-        self.full = asyncio.Event()
+        self.go = asyncio.Event()
         self.done: asyncio.Future[list[list[Output]]] = loop.create_future()
 
     def add(self, rows: NDArray[Any]) -> int:
@@ -49,33 +51,44 @@ class MicroBatcher:
         self._max_rows = max_rows
         self._wait = wait_seconds
         self._observe = observe
-        self._open: _Batch | None = None
+        self._running = 0
+        self._next: _Batch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Model calls and the requests they answered, since start: what tests count.
         self.calls = 0
         self.requests = 0
 
     async def predict(self, rows: NDArray[Any]) -> list[Output]:
-        if self._wait <= 0:
-            return (await self._run([rows]))[0]
-        batch = self._open
+        if self._wait <= 0 or (self._running == 0 and self._next is None):
+            self._running += 1
+            try:
+                return (await self._run([rows]))[0]
+            finally:
+                self._running -= 1
+                self._release()
+        batch = self._next
         if batch is None or batch.rows + len(rows) > self._max_rows:
             if batch is not None:
-                batch.full.set()  # this request would overfill it: it runs as it is
+                batch.go.set()  # this request would overfill it: it runs as it is
             batch = _Batch(asyncio.get_running_loop())
-            self._open = batch
-            task = asyncio.create_task(self._close(batch))
+            self._next = batch
+            task = asyncio.create_task(self._start(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         index = batch.add(rows)
         if batch.rows >= self._max_rows:
-            batch.full.set()
+            batch.go.set()
         # Shielded: a caller that gives up leaves the batch to answer the others.
         return (await asyncio.shield(batch.done))[index]
 
-    async def _close(self, batch: _Batch) -> None:
+    def _release(self) -> None:
+        """A call ended: the batch gathered meanwhile may start."""
+        if self._next is not None:
+            self._next.go.set()
+
+    async def _start(self, batch: _Batch) -> None:
         try:
-            await asyncio.wait_for(batch.full.wait(), self._wait)
+            await asyncio.wait_for(batch.go.wait(), self._wait)
         except TimeoutError:
             pass
         except asyncio.CancelledError:
@@ -83,13 +96,17 @@ class MicroBatcher:
             batch.done.set_exception(RuntimeError("the model was unloaded"))
             batch.done.exception()
             raise
-        if self._open is batch:
-            self._open = None
+        if self._next is batch:
+            self._next = None
+        self._running += 1
         try:
             batch.done.set_result(await self._run(batch.parts))
         except Exception as exc:
             batch.done.set_exception(exc)
             batch.done.exception()  # retrieved: callers that left must not log it again
+        finally:
+            self._running -= 1
+            self._release()
 
     async def _run(self, parts: list[NDArray[Any]]) -> list[list[Output]]:
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)

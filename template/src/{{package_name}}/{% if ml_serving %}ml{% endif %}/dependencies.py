@@ -36,7 +36,7 @@ async def model_registry(request: Request) -> AsyncIterator[ModelRegistry]:
         await asyncio.shield(session.close())
 
 
-def model_server(request: Request) -> ModelServer:
+async def model_server(request: Request) -> ModelServer:
     server: ModelServer = request.app.state.model_server
     return server
 

@@ -35,8 +35,8 @@ class MlSettings(BaseModel):
     # Threads running inference at once, over all models: the event loop never runs a
     # model. scikit-learn and onnxruntime release the GIL in their numeric kernels.
     inference_threads: int = Field(default=2, ge=1, le=64)
-    # Concurrent requests for one model version wait at most this long to be predicted
-    # together, in one call; 0 runs each request on its own.
+    # A request finding its version idle runs at once; those arriving while a call runs
+    # wait for it to end, at most this long, to share the next call. 0: each on its own.
     batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     # Rows per model call at most; a batch that reaches it runs at once.
     max_batch_rows: int = Field(default=256, ge=1, le=100_000)
