@@ -108,7 +108,13 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"oneOf": [{"required": ["input"]}, {"required": ["inputs"]}]},
+        # Exactly one of the two, and not null: what the validator below enforces.
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["input"], "properties": {"input": {"type": "object"}}},
+                {"required": ["inputs"], "properties": {"inputs": {"type": "array"}}},
+            ]
+        },
     )
 
     input: Row | None = None
