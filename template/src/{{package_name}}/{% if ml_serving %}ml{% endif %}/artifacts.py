@@ -80,6 +80,10 @@ class S3ArtifactStore:
     """An S3-compatible bucket through boto3, whose blocking calls run in threads."""
 
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        # Imported here, as boto3 is: only services keeping artifacts in S3 load botocore.
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._failures: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
         self._client = client
         self._bucket = bucket
         self._prefix = prefix
@@ -88,17 +92,24 @@ class S3ArtifactStore:
         return f"s3://{self._bucket}/{self._prefix}"
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(
-            self._client.put_object, Bucket=self._bucket, Key=self._prefix + key, Body=data
-        )
+        def write() -> None:
+            try:
+                self._client.put_object(Bucket=self._bucket, Key=self._prefix + key, Body=data)
+            except self._failures as exc:
+                raise OSError(f"{self.describe()}: {exc}") from exc
+
+        await asyncio.to_thread(write)
 
     async def get(self, key: str) -> bytes:
         def read() -> bytes:
             try:
                 found = self._client.get_object(Bucket=self._bucket, Key=self._prefix + key)
+                body: bytes = found["Body"].read()
             except self._client.exceptions.NoSuchKey:
                 raise ArtifactMissingError(f"no artifact {key} in {self.describe()}") from None
-            body: bytes = found["Body"].read()
+            except self._failures as exc:
+                # Unreachable, refused, no such bucket: the store's fault, not the key's.
+                raise OSError(f"{self.describe()}: {exc}") from exc
             return body
 
         return await asyncio.to_thread(read)

@@ -18,7 +18,7 @@ import anyio
 import numpy as np
 from numpy.typing import NDArray
 
-from .formats import Output
+from .formats import ModelInputError, Output
 
 Observe = Callable[[int, int, float], None]
 
@@ -28,7 +28,8 @@ class _Batch:
         self.parts: list[NDArray[Any]] = []
         self.rows = 0
         self.go = asyncio.Event()
-        self.done: asyncio.Future[list[list[Output]]] = loop.create_future()
+        # Each request's answers, or what the model refused about that request's rows.
+        self.done: asyncio.Future[list[list[Output] | Exception]] = loop.create_future()
 
     def add(self, rows: NDArray[Any]) -> int:
         self.parts.append(rows)
@@ -39,6 +40,7 @@ class _Batch:
 class MicroBatcher:
     def __init__(
         self,
+        # Raises ModelInputError for rows the model refuses (formats.checked_call).
         predict: Callable[[NDArray[Any]], list[Output]],
         limiter: anyio.CapacityLimiter,
         *,
@@ -79,7 +81,10 @@ class MicroBatcher:
         if batch.rows >= self._max_rows:
             batch.go.set()
         # Shielded: a caller that gives up leaves the batch to answer the others.
-        return (await asyncio.shield(batch.done))[index]
+        answer = (await asyncio.shield(batch.done))[index]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def _release(self) -> None:
         """A call ended: the batch gathered meanwhile may start."""
@@ -100,13 +105,34 @@ class MicroBatcher:
             self._next = None
         self._running += 1
         try:
-            batch.done.set_result(await self._run(batch.parts))
-        except Exception as exc:
-            batch.done.set_exception(exc)
+            batch.done.set_result(await self._run_isolated(batch.parts))
+        except BaseException as exc:
+            # A fault, or shutting down mid-call: every caller gets an answer.
+            batch.done.set_exception(
+                exc if isinstance(exc, Exception) else RuntimeError("the model was unloaded")
+            )
             batch.done.exception()  # retrieved: callers that left must not log it again
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._running -= 1
             self._release()
+
+    async def _run_isolated(self, parts: list[NDArray[Any]]) -> list[list[Output] | Exception]:
+        """The batch's answers; when the model refuses the batch, each request's rows on
+        their own, so one caller's bad row fails that caller alone."""
+        try:
+            return list(await self._run(parts))
+        except ModelInputError:
+            if len(parts) == 1:
+                raise
+        answers: list[list[Output] | Exception] = []
+        for part in parts:
+            try:
+                answers.append((await self._run([part]))[0])
+            except ModelInputError as exc:
+                answers.append(exc)
+        return answers
 
     async def _run(self, parts: list[NDArray[Any]]) -> list[list[Output]]:
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -99,6 +99,11 @@ def read_training_csv(path: Path, target: str | None) -> tuple[list[str], NDArra
         header = next(reader, None)
         if not header:
             raise typer.BadParameter(f"{path} is empty", param_hint="--training-data")
+        if target is not None and target not in header:
+            raise typer.BadParameter(
+                f"{path} has no column {target!r} (its columns: {', '.join(header)})",
+                param_hint="--target",
+            )
         keep = [index for index, name in enumerate(header) if name != target]
         rows = []
         for line, row in enumerate(reader, start=2):
@@ -106,7 +111,8 @@ def read_training_csv(path: Path, target: str | None) -> tuple[list[str], NDArra
                 rows.append([float(row[index]) for index in keep])
             except (ValueError, IndexError):
                 raise typer.BadParameter(
-                    f"{path}, line {line}: every feature must be a number",
+                    f"{path}, line {line}: every feature must be a number (columns other "
+                    "than the label; name the label with --target)",
                     param_hint="--training-data",
                 ) from None
     return [header[index] for index in keep], np.array(rows, dtype=np.float64)
@@ -142,6 +148,10 @@ def register(
     names = [name.strip() for name in features.split(",")] if features else None
     training = None
     if training_data is not None:
+        if features:
+            raise typer.BadParameter(
+                "the training CSV's header names the features", param_hint="--features"
+            )
         names, training = read_training_csv(training_data, target)
     try:
         measured = json.loads(metrics) if metrics else {}

@@ -9,12 +9,10 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .registry import ModelRegistry
-from .schemas import MAX_VERSION
+from .schemas import MAX_VERSION, MODEL_NAME
 from .server import ModelServer
 
-ModelNamePath = Annotated[
-    str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="The model's name")
-]
+ModelNamePath = Annotated[str, Path(pattern=MODEL_NAME, description="The model's name")]
 VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="The version's number")]
 
 

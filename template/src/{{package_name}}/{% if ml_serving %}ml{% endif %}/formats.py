@@ -7,6 +7,7 @@ SciPy types, and ``APP_ML__TRUSTED_TYPES``). A pickle can run any code when load
 the service never loads one, whoever uploads it.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -25,6 +26,28 @@ Output = dict[str, Any]
 
 class ArtifactRefusedError(ValueError):
     """The artifact cannot be served: untrusted types, unreadable, or not a model."""
+
+
+class ModelInputError(ValueError):
+    """The model refused these rows (a category it never saw, a value it cannot take), or
+    answered them with something that is not a finite number: the caller's to fix."""
+
+
+def _finite(outputs: list[Output]) -> list[Output]:
+    for output in outputs:
+        numbers = [output.get("value", 0.0), *output.get("probabilities", {}).values()]
+        if not all(math.isfinite(number) for number in numbers):
+            raise ModelInputError("the model's answer for these inputs is not a finite number")
+    return outputs
+
+
+def checked_call(predictor: "Predictor", rows: NDArray[Any]) -> list[Output]:
+    """``predictor.predict``, with what the model refuses told apart from faults."""
+    try:
+        outputs = predictor.predict(rows)
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        raise ModelInputError(f"the model refused the input: {exc}") from exc
+    return _finite(outputs)
 
 
 class Predictor(Protocol):
@@ -117,8 +140,8 @@ def _sklearn_model(data: bytes, trusted: Sequence[str]) -> Any:
     if refused:
         raise ArtifactRefusedError(
             "the skops file holds types that are not trusted: "
-            f"{', '.join(refused)}; if they are yours and safe, add them to "
-            "APP_ML__TRUSTED_TYPES"
+            f"{', '.join(refused)}; if you trust them, add them to APP_ML__TRUSTED_TYPES "
+            "(where the file is registered and in every serving process)"
         )
     try:
         return skops.io.loads(data, trusted=found)

@@ -94,6 +94,8 @@ class PredictionLogRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # The id the response carried: a later label finds its prediction by it.
     prediction_id: Mapped[str] = mapped_column(String(36), index=True)
+    # The row's place in its request's ``inputs`` (0 for a single ``input``).
+    row: Mapped[int] = mapped_column(default=0)
     model_name: Mapped[str] = mapped_column(String(64))
     version: Mapped[int]
     # The alias that answered (champion, challenger) or compared (shadow).

@@ -55,6 +55,7 @@ class PredictionLog:
         self._pending.extend(
             {
                 "prediction_id": prediction_id,
+                "row": index,
                 "model_name": model,
                 "version": version,
                 "role": role,
@@ -62,7 +63,7 @@ class PredictionLog:
                 "output": output,
                 "predicted_at": now,
             }
-            for row, output in zip(rows, outputs, strict=True)
+            for index, (row, output) in enumerate(zip(rows, outputs, strict=True))
         )
 
     @property

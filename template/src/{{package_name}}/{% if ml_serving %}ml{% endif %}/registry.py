@@ -2,21 +2,23 @@
 change audited. The API, the CLI and the tests all go through ``ModelRegistry``."""
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from numpy.typing import NDArray
-from sqlalchemy import func, select
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.database import conflict_insert
 from ..core.errors import ConflictError, NotFoundError
-from .artifacts import ArtifactStore, digest
+from .artifacts import ArtifactMissingError, ArtifactStore, digest, fetch_checked
 from .drift import fingerprint, profile
 from .formats import ArtifactRefusedError, Framework, describe, load
 from .models import ModelAliasRow, ModelChange, ModelRow, ModelVersionRow
-from .schemas import ALIASES, Alias, ChangeRead, ModelRead, VersionRead
+from .schemas import ALIASES, MODEL_NAME, Alias, ChangeRead, ModelRead, VersionRead
 from .signature import Feature, Signature
 
 Changed = Callable[[], Awaitable[None]]
@@ -63,11 +65,18 @@ def _signature(
         raise ArtifactRefusedError(
             f"the model takes {described.feature_count} features, {len(names)} were named"
         )
-    return Signature(
-        task=described.task or "regression",
-        features=[Feature(name=name) for name in names],
-        classes=list(classes) if classes else described.classes,
-    )
+    try:
+        return Signature(
+            task=described.task or "regression",
+            features=[Feature(name=name) for name in names],
+            classes=list(classes) if classes else described.classes,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"] for error in exc.errors(include_url=False))
+        raise ArtifactRefusedError(
+            f"the features cannot be served as named ({', '.join(names)}): {problems}; names "
+            "are letters, digits and '_', not starting with a digit, at most 64 characters"
+        ) from None
 
 
 def _checked(
@@ -121,6 +130,13 @@ class ModelRegistry:
         Refuses (``ArtifactRefusedError``) what cannot be served: untrusted types in a
         skops file, a file that does not load, features that do not match the model.
         """
+        if not re.fullmatch(MODEL_NAME, name):
+            raise ArtifactRefusedError(
+                f"{name!r} is not a model name: lower-case letters, digits, '.', '_' and "
+                "'-', starting with a letter or digit, at most 64 characters"
+            )
+        if metrics is not None and not isinstance(metrics, dict):
+            raise ArtifactRefusedError('the metrics must be a JSON object ({"auc": 0.91})')
         signature = await asyncio.to_thread(
             _signature, framework, data, self._trusted, features, classes
         )
@@ -257,8 +273,16 @@ class ModelRegistry:
             for row in rows
         ]
 
+    async def _bump(self, name: str) -> None:
+        """Counts a change the serving processes must see. In SQL, not in Python: SQLite
+        ignores FOR UPDATE, and two read-modify-writes there would count one change."""
+        await self._session.execute(
+            update(ModelRow).where(ModelRow.name == name).values(revision=ModelRow.revision + 1)
+        )
+
     async def _locked(self, name: str) -> ModelRow:
-        """The model's row, locked until commit: alias moves of one model never interleave."""
+        """The model's row, locked until commit on PostgreSQL, so alias moves of one model
+        never interleave (SQLite runs one writing transaction at a time)."""
         row = await self._session.scalar(
             select(ModelRow).where(ModelRow.name == name).with_for_update()
         )
@@ -281,7 +305,7 @@ class ModelRegistry:
         else:
             current.version = version
             current.updated_by = actor
-        model.revision += 1
+        await self._bump(model.name)
         self._audit(
             model.name,
             action,
@@ -295,10 +319,26 @@ class ModelRegistry:
         return await self.get(model.name)
 
     async def promote(self, name: str, alias: Alias, version: int, actor: str) -> ModelRead:
-        """Points ``alias`` at ``version``; every process serves it within a poll."""
+        """Points ``alias`` at ``version``, once its artifact is known to load: every
+        process serves it within a poll and a load."""
         model = await self._locked(name)
-        await self.version_row(name, version)
+        await self._loadable(await self.version_row(name, version))
         return await self._move(model, alias, version, "promote", actor)
+
+    async def _loadable(self, row: ModelVersionRow) -> None:
+        """Refuses a version whose artifact is gone, changed or no longer loads (a file
+        edited in the store, a trusted type since removed): promoted, it would leave the
+        alias on its old version in every process, and a new process without a champion."""
+        try:
+            data = await fetch_checked(self._store, row.artifact_key, row.artifact_sha256)
+            signature = Signature.model_validate(row.signature)
+            framework: Framework = row.framework  # type: ignore[assignment]
+            await asyncio.to_thread(load, framework, data, signature, self._trusted)
+        except (ArtifactMissingError, ArtifactRefusedError) as exc:
+            raise ConflictError(
+                f"version {row.version} of {row.model_name!r} cannot be served: {exc}",
+                field="version",
+            ) from None
 
     async def retire(self, name: str, alias: Alias, actor: str) -> ModelRead:
         """Removes ``alias`` (a challenger or shadow that is done)."""
@@ -311,6 +351,9 @@ class ModelRegistry:
             )
         if await self._session.get(ModelAliasRow, (name, alias)) is None:
             raise NotFoundError(f"model {name!r} has no {alias}")
+        if alias == "challenger" and (model.challenger_percent or model.experiment):
+            # A challenger promoted later starts with no traffic, not its predecessor's.
+            await self.split(name, 0.0, actor, commit=False)
         return await self._move(model, alias, None, "retire", actor)
 
     async def rollback(self, name: str, alias: Alias, actor: str) -> ModelRead:
@@ -343,7 +386,13 @@ class ModelRegistry:
         )
 
     async def split(
-        self, name: str, challenger_percent: float, actor: str, experiment: str | None = None
+        self,
+        name: str,
+        challenger_percent: float,
+        actor: str,
+        experiment: str | None = None,
+        *,
+        commit: bool = True,
     ) -> ModelRead:
         """Sends ``challenger_percent`` of callers to the challenger, or lets the arms of
         ``experiment`` (an experiment of the experiments slice) assign them."""
@@ -360,8 +409,10 @@ class ModelRegistry:
         after = {"challenger_percent": challenger_percent, "experiment": experiment}
         model.challenger_percent = challenger_percent
         model.experiment = experiment
-        model.revision += 1
+        await self._bump(name)
         self._audit(name, "split", None, before, after, actor)
+        if not commit:  # part of a larger change, which commits
+            return await self.get(name)
         await self._session.commit()
         await self._changed()
         return await self.get(name)

@@ -17,7 +17,8 @@ from pydantic_core import PydanticCustomError
 
 from .signature import Signature
 
-ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME)]
 Alias = Literal["champion", "challenger", "shadow"]
 ALIASES: tuple[Alias, ...] = ("champion", "challenger", "shadow")
 # The aliases that answer callers; the shadow only ever predicts a copy.
@@ -80,14 +81,14 @@ class VersionRead(BaseModel):
 class AliasMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=MAX_VERSION)
+    version: int = Field(ge=1, le=MAX_VERSION, strict=True)
 
 
 class Split(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Share of callers the challenger answers, sticky per routing key.
-    challenger_percent: float = Field(ge=0, le=100)
+    challenger_percent: float = Field(ge=0, le=100, strict=True)
 
 
 class ChangeRead(BaseModel):

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,7 +28,7 @@ from ..core.errors import ConflictError, NotFoundError, ProblemError
 from .artifacts import ArtifactStore, fetch_checked
 from .batching import MicroBatcher
 from .drift import ACT_PSI, WARN_PSI, DriftWindow, TrainingProfile
-from .formats import Framework, Output, load
+from .formats import Framework, ModelInputError, Output, Predictor, checked_call, load
 from .models import ModelVersionRow
 from .observer import ServingObserver
 from .recorder import PredictionLog
@@ -52,8 +53,14 @@ KEEP_UNUSED_VERSIONS = 2
 class ModelLoadingError(ProblemError):
     status = 503
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"Retry-After": "1"})
+    def __init__(self, detail: str, retry_after: float = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(round(retry_after))})
+
+
+class ModelRefusedInputError(ProblemError):
+    """The model refused a request's rows (formats.ModelInputError), as a 422."""
+
+    status = 422
 
 
 LoadKey = tuple[str, int, str]
@@ -65,6 +72,7 @@ class LoadedVersion:
     version: int
     digest: str
     signature: Signature
+    predictor: Predictor
     batcher: MicroBatcher
     window: DriftWindow | None
     last_used: float = field(default_factory=time.monotonic)
@@ -158,6 +166,9 @@ class ModelServer:
         self._observer = observer
         self._log = log
         self._limiter = anyio.CapacityLimiter(settings.inference_threads)
+        # Shadow copies and comparisons: one thread of their own, so they never take the
+        # answers' threads; when they fall behind, their queue drops copies instead.
+        self._copies_limiter = anyio.CapacityLimiter(1)
         self._routes: dict[str, Route] = {}
         # Keyed by the artifact's digest too: a registry emptied and filled again (a test
         # database) reuses names and numbers for other files.
@@ -186,9 +197,16 @@ class ModelServer:
             load, framework, data, signature, self._settings.trusted_types, limiter=self._limiter
         )
         # Warm-up: the first call of a model pays for lazy set-up; a caller never does.
-        await anyio.to_thread.run_sync(
-            predictor.predict, _warm_rows(signature, training), limiter=self._limiter
-        )
+        # The row is made up (training medians), and a model may refuse it (a category
+        # it never saw): then the first caller pays, and the version serves all the same.
+        try:
+            await anyio.to_thread.run_sync(
+                checked_call, predictor, _warm_rows(signature, training), limiter=self._limiter
+            )
+        except ModelInputError:
+            logger.info(
+                "warm-up row refused by the model", model=row.model_name, version=row.version
+            )
         name, version = row.model_name, row.version
 
         def observe(requests: int, rows: int, seconds: float) -> None:
@@ -199,8 +217,9 @@ class ModelServer:
             version=version,
             digest=row.artifact_sha256,
             signature=signature,
+            predictor=predictor,
             batcher=MicroBatcher(
-                predictor.predict,
+                partial(checked_call, predictor),
                 self._limiter,
                 max_rows=self._settings.max_batch_rows,
                 wait_seconds=self._settings.batch_wait_ms / 1000,
@@ -302,14 +321,24 @@ class ModelServer:
 
     async def run(self) -> None:
         """Polls the registry every ``poll_seconds``."""
+        failing = False
         while True:
             try:
-                await self.poll()
+                # A connection that hangs (rather than fails) must not stop the polling.
+                async with asyncio.timeout(max(10.0, 5 * self._settings.poll_seconds)):
+                    await self.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The database being away must not end the sync: serve what is loaded.
-                logger.warning("model registry not read; serving what is loaded", exc_info=True)
+                # One warning with its traceback per outage, not one a second.
+                if not failing:
+                    logger.warning("model registry not read; serving what is loaded", exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    logger.info("model registry read again")
+                failing = False
             await asyncio.sleep(self._settings.poll_seconds)
 
     def unready(self) -> list[str]:
@@ -331,22 +360,21 @@ class ModelServer:
 
     def route(self, name: str) -> Route:
         route = self._routes.get(name)
+        if route is None and not self.refreshed:
+            raise ModelLoadingError("the model registry has not been read yet")
         if route is None:
             raise NotFoundError(f"no model {name!r} to serve")
         return route
 
-    def signature(self, name: str) -> Signature:
-        """The signature callers are checked against: the champion's."""
-        route = self.route(name)
-        champion = route.served.get("champion")
-        if champion is None:
-            raise self._no_champion(route)
-        return champion.signature
-
-    @staticmethod
-    def _no_champion(route: Route) -> ProblemError:
-        if "champion" in route.wanted:
-            return ModelLoadingError(f"model {route.model!r}: its champion is still loading")
+    def _no_champion(self, route: Route) -> ProblemError:
+        wanted = route.wanted.get("champion")
+        if wanted is not None:
+            failed = any(key[:2] == (route.model, wanted) for key in self._retry_at)
+            state = "failed to load (see the service's log)" if failed else "is still loading"
+            return ModelLoadingError(
+                f"model {route.model!r}: its champion, version {wanted}, {state}",
+                retry_after=RETRY_LOAD_SECONDS if failed else 1,
+            )
         return ConflictError(
             f"model {route.model!r} has no champion: promote a version to serve it",
             field="model",
@@ -372,6 +400,9 @@ class ModelServer:
         started = time.perf_counter()
         try:
             outputs = await target.batcher.predict(rows_in)
+        except ModelInputError as exc:
+            # The caller's rows, not the model, are at fault: not counted as an error.
+            raise ModelRefusedInputError(str(exc), field="body") from None
         except Exception:
             self._observer.failed(name, target.version, role, len(rows_in))
             raise
@@ -392,14 +423,15 @@ class ModelServer:
         return target, role, outputs, prediction_id
 
     async def _compare(self, job: _Comparison) -> None:
-        targets: list[tuple[Alias, LoadedVersion]] = []
+        # (alias compared, its role in the metrics and the log, the version)
+        targets: list[tuple[Alias, str, LoadedVersion]] = []
         if "shadow" in job.route.served:
-            targets.append(("shadow", job.route.served["shadow"]))
+            targets.append(("shadow", "shadow", job.route.served["shadow"]))
         champion = job.route.served.get("champion")
         if job.served_role == "challenger" and self._settings.compare_challenger and champion:
-            targets.append(("champion", champion))
+            targets.append(("champion", "comparison", champion))
         name = job.route.model
-        for alias, target in targets:
+        for alias, role, target in targets:
             try:
                 rows = rows_array(target.signature, job.rows, [() for _ in job.rows])
             except InputError:
@@ -408,15 +440,22 @@ class ModelServer:
                 continue
             started = time.perf_counter()
             try:
-                outputs = await target.batcher.predict(rows)
+                # In a thread pool of its own, unbatched: copies never hold up answers.
+                outputs = await anyio.to_thread.run_sync(
+                    checked_call, target.predictor, rows, limiter=self._copies_limiter
+                )
             except Exception:
-                self._observer.failed(name, target.version, "shadow", len(rows))
+                self._observer.failed(name, target.version, role, len(rows))
                 logger.warning(
-                    "shadow prediction failed", model=name, version=target.version, exc_info=True
+                    "copy not predicted",
+                    model=name,
+                    version=target.version,
+                    role=role,
+                    exc_info=True,
                 )
                 continue
             self._observer.predicted(
-                name, target.version, "shadow", outputs, time.perf_counter() - started
+                name, target.version, role, outputs, time.perf_counter() - started
             )
             if alias == "shadow" and target.window is not None:
                 # The shadow's own drift: the inputs it would answer if promoted.
@@ -424,7 +463,7 @@ class ModelServer:
             for served, compared in zip(job.outputs, outputs, strict=True):
                 self._observer.compared(name, job.served_role, alias, _agree(served, compared))
             if job.logged:
-                self._log.add(job.prediction_id, name, target.version, "shadow", job.rows, outputs)
+                self._log.add(job.prediction_id, name, target.version, role, job.rows, outputs)
 
     async def compare_forever(self) -> None:
         """Predicts the copies a shadow (or the champion behind a challenger) gets."""

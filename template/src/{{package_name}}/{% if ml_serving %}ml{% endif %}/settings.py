@@ -48,7 +48,7 @@ class MlSettings(BaseModel):
     drift_min_samples: int = Field(default=200, ge=10)
     drift_check_seconds: float = Field(default=30.0, gt=0)
     # Requests a shadow model (or a comparison) may be behind; beyond it, copies are
-    # dropped and counted, so a slow shadow never slows the answers.
+    # dropped and counted. Copies run in one thread of their own, never the answers'.
     shadow_queue_size: int = Field(default=1000, ge=1)
     # With a challenger taking traffic, the champion also predicts what the challenger
     # answered, off the request path, to measure their agreement.

@@ -11,11 +11,13 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FEATURE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 Loc = tuple[str | int, ...]
+# Errors named in one answer at most: a body of a thousand wrong rows gets a short 422.
+MAX_ERRORS = 100
 
 
 class Feature(BaseModel):
@@ -33,6 +35,15 @@ class Signature(BaseModel):
     features: list[Feature] = Field(min_length=1, max_length=1000)
     # A classifier's labels, in the order of its probability columns.
     classes: list[str | int] | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _distinct(cls, features: list[Feature]) -> list[Feature]:
+        names = [feature.name for feature in features]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"features named twice: {', '.join(repeated)}")
+        return features
 
     @property
     def numeric(self) -> bool:
@@ -63,7 +74,9 @@ def rows_array(
     expected = set(names)
     errors: list[dict[str, Any]] = []
     for row, loc in zip(rows, locs, strict=True):
-        for name in row.keys() - expected:
+        if len(errors) >= MAX_ERRORS:
+            break
+        for name in sorted(row.keys() - expected):
             errors.append(
                 _error((*loc, name), "extra_forbidden", "not a feature of this model", row[name])
             )
@@ -95,6 +108,6 @@ def rows_array(
                     )
                 )
     if errors:
-        raise InputError(errors)
+        raise InputError(errors[:MAX_ERRORS])
     dtype: type = np.float64 if signature.numeric else object
     return np.array([[row[name] for name in names] for row in rows], dtype=dtype)

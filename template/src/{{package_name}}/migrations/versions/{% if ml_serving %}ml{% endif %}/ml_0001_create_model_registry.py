@@ -90,6 +90,7 @@ def upgrade() -> None:
         "ml_prediction_log",
         sa.Column("id", BIG_ID, nullable=False),
         sa.Column("prediction_id", sa.String(length=36), nullable=False),
+        sa.Column("row", sa.Integer(), nullable=False),
         sa.Column("model_name", sa.String(length=64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
