@@ -25,7 +25,8 @@ ALIASES: tuple[Alias, ...] = ("champion", "challenger", "shadow")
 Role = Literal["champion", "challenger"]
 # Version numbers are stored as 32-bit integers.
 MAX_VERSION = 2**31 - 1
-# One request's rows at most; APP_ML__MAX_BATCH_ROWS bounds one model call instead.
+# One request's rows at most (such a request is one model call of its own);
+# APP_ML__MAX_BATCH_ROWS bounds what several requests batched together add up to.
 MAX_REQUEST_ROWS = 1000
 
 

@@ -38,12 +38,14 @@ class MlSettings(BaseModel):
     # A request finding its version idle runs at once; those arriving while a call runs
     # wait for it to end, at most this long, to share the next call. 0: each on its own.
     batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    # Rows per model call at most; a batch that reaches it runs at once.
+    # Rows several requests batched together add up to at most; a batch that reaches it
+    # runs at once (one request of more rows still runs, as a call of its own).
     max_batch_rows: int = Field(default=256, ge=1, le=100_000)
     # Every model with a champion is loaded; these must also have one to be ready.
     required_models: list[str] = []
     # Each served version's last this many inputs are compared with its training data.
-    drift_window: int = Field(default=1000, ge=50, le=1_000_000)
+    # (8 bytes per feature each, per served version: 1000 inputs of 100 features, 800 kB.)
+    drift_window: int = Field(default=1000, ge=50, le=100_000)
     # Fewer inputs than this in the window give no drift figure yet.
     drift_min_samples: int = Field(default=200, ge=10)
     drift_check_seconds: float = Field(default=30.0, gt=0)
