@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -15,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..core.schema_types import whole_number
 from .signature import Signature
 
 MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -82,7 +84,8 @@ class VersionRead(BaseModel):
 class AliasMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=MAX_VERSION, strict=True)
+    # Strict: true or "2" is not a version; 2.0 is (JSON Schema counts it an integer).
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION, strict=True), BeforeValidator(whole_number)]
 
 
 class Split(BaseModel):
