@@ -9,6 +9,7 @@ the service never loads one, whoever uploads it.
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -54,21 +55,17 @@ class Predictor(Protocol):
     def predict(self, rows: NDArray[Any]) -> list[Output]: ...
 
 
-class Described(Protocol):
-    """What an artifact says about itself, to fill in a signature at registration."""
+@dataclass
+class Described:
+    """What an artifact says about itself, to fill in a signature at registration, and
+    the model it loaded (a scikit-learn estimator or an onnxruntime session), so that
+    registering loads the file once."""
 
-    feature_count: int | None
-    feature_names: list[str] | None
-    task: Literal["classification", "regression"] | None
-    classes: list[str | int] | None
-
-
-class _Description:
-    def __init__(self) -> None:
-        self.feature_count: int | None = None
-        self.feature_names: list[str] | None = None
-        self.task: Literal["classification", "regression"] | None = None
-        self.classes: list[str | int] | None = None
+    model: Any
+    feature_count: int | None = None
+    feature_names: list[str] | None = None
+    task: Literal["classification", "regression"] | None = None
+    classes: list[str | int] | None = None
 
 
 def _python(values: Sequence[Any]) -> list[str | int]:
@@ -165,30 +162,42 @@ def _onnx_session(data: bytes) -> onnxruntime.InferenceSession:
 
 def describe(framework: Framework, data: bytes, trusted: Sequence[str]) -> Described:
     """Loads the artifact (refusing what cannot be served) and reads what it declares."""
-    described = _Description()
     if framework == "sklearn":
         model = _sklearn_model(data, trusted)
         if not hasattr(model, "predict"):
             raise ArtifactRefusedError(f"a {type(model).__name__} has no predict method")
-        described.feature_count = getattr(model, "n_features_in_", None)
         names = getattr(model, "feature_names_in_", None)
-        described.feature_names = None if names is None else [str(name) for name in names]
-        described.task = "classification" if is_classifier(model) else "regression"
-        if described.task == "classification" and hasattr(model, "classes_"):
-            described.classes = _python(model.classes_)
-        return described
+        task: Literal["classification", "regression"] = (
+            "classification" if is_classifier(model) else "regression"
+        )
+        return Described(
+            model=model,
+            feature_count=getattr(model, "n_features_in_", None),
+            feature_names=None if names is None else [str(name) for name in names],
+            task=task,
+            classes=_python(model.classes_)
+            if task == "classification" and hasattr(model, "classes_")
+            else None,
+        )
     session = _onnx_session(data)
     shape = session.get_inputs()[0].shape
-    if len(shape) == 2 and isinstance(shape[1], int):
-        described.feature_count = shape[1]
-    # skl2onnx's classifiers answer a label and probabilities, its regressors one tensor.
-    described.task = "classification" if len(session.get_outputs()) > 1 else "regression"
-    return described
+    return Described(
+        model=session,
+        feature_count=shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None,
+        # skl2onnx's classifiers answer a label and probabilities, its regressors one tensor.
+        task="classification" if len(session.get_outputs()) > 1 else "regression",
+    )
+
+
+def predictor(framework: Framework, model: Any, signature: Signature) -> Predictor:
+    """``model`` (as ``describe`` or ``load`` opened it) answering by ``signature``."""
+    if framework == "sklearn":
+        return SklearnPredictor(model, signature)
+    return OnnxPredictor(model, signature)
 
 
 def load(
     framework: Framework, data: bytes, signature: Signature, trusted: Sequence[str]
 ) -> Predictor:
-    if framework == "sklearn":
-        return SklearnPredictor(_sklearn_model(data, trusted), signature)
-    return OnnxPredictor(_onnx_session(data), signature)
+    model = _sklearn_model(data, trusted) if framework == "sklearn" else _onnx_session(data)
+    return predictor(framework, model, signature)

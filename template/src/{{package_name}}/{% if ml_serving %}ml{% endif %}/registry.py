@@ -16,7 +16,7 @@ from ..core.database import conflict_insert
 from ..core.errors import ConflictError, NotFoundError
 from .artifacts import ArtifactMissingError, ArtifactStore, digest, fetch_checked
 from .drift import fingerprint, profile
-from .formats import ArtifactRefusedError, Framework, describe, load
+from .formats import ArtifactRefusedError, Described, Framework, describe, load, predictor
 from .models import ModelAliasRow, ModelChange, ModelRow, ModelVersionRow
 from .schemas import ALIASES, MODEL_NAME, Alias, ChangeRead, ModelRead, VersionRead
 from .signature import Feature, Signature
@@ -48,13 +48,10 @@ def version_read(row: ModelVersionRow, aliases: Sequence[Alias] = ()) -> Version
 
 
 def _signature(
-    framework: Framework,
-    data: bytes,
-    trusted: Sequence[str],
+    described: Described,
     features: Sequence[str] | None,
     classes: Sequence[str | int] | None,
 ) -> Signature:
-    described = describe(framework, data, trusted)
     names = list(features or described.feature_names or [])
     if not names:
         raise ArtifactRefusedError(
@@ -81,9 +78,8 @@ def _signature(
 
 def _checked(
     framework: Framework,
-    data: bytes,
+    described: Described,
     signature: Signature,
-    trusted: Sequence[str],
     training: NDArray[Any] | None,
 ) -> None:
     """Predicts a few rows, so an artifact that loads but cannot answer is refused now
@@ -92,9 +88,7 @@ def _checked(
 
     rows = training[:5] if training is not None else np.zeros((1, len(signature.features)))
     try:
-        load(framework, data, signature, trusted).predict(rows)
-    except ArtifactRefusedError:
-        raise
+        predictor(framework, described.model, signature).predict(rows)
     except Exception as exc:
         raise ArtifactRefusedError(f"the model fails on its own inputs: {exc!r}") from None
 
@@ -137,10 +131,9 @@ class ModelRegistry:
             )
         if metrics is not None and not isinstance(metrics, dict):
             raise ArtifactRefusedError('the metrics must be a JSON object ({"auc": 0.91})')
-        signature = await asyncio.to_thread(
-            _signature, framework, data, self._trusted, features, classes
-        )
-        await asyncio.to_thread(_checked, framework, data, signature, self._trusted, training)
+        described = await asyncio.to_thread(describe, framework, data, self._trusted)
+        signature = _signature(described, features, classes)
+        await asyncio.to_thread(_checked, framework, described, signature, training)
         training_profile = None
         training_fingerprint = None
         if training is not None:
