@@ -6,7 +6,7 @@ from ..core.auth.dependencies import PrincipalDep, require_roles
 from ..core.auth.principal import Principal
 from ..core.errors import ForbiddenError, PreconditionFailedError, problem_responses
 from ..core.etags import etag_for, if_match_allows
-from .dependencies import ItemDep, ItemId, ItemServiceDep
+from .dependencies import ItemDep, ItemId, ItemReaderDep, ItemServiceDep
 from .models import Item
 from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
@@ -73,7 +73,7 @@ PAGE_ETAG_HEADER = {
 )
 async def list_items(
     query: Annotated[ItemQuery, Query()],
-    service: ItemServiceDep,
+    service: ItemReaderDep,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     page = await service.read_page(query)
@@ -90,7 +90,7 @@ async def list_items(
     },
 )
 async def get_item(
-    item_id: ItemId, service: ItemServiceDep, if_none_match: IfNoneMatch = None
+    item_id: ItemId, service: ItemReaderDep, if_none_match: IfNoneMatch = None
 ) -> Response:
     representation = await service.read(item_id)
     return representation.respond(if_none_match)

@@ -75,3 +75,22 @@ BUILD_INFO = Gauge(
     ["version", "environment"],
     multiprocess_mode="livemax",
 )
+# Read replicas (core/replicas.py): each worker measures every replica, so the gauges
+# combine by the worst worker's view.
+DB_REPLICA_LAG = Gauge(
+    "app_db_replica_lag_seconds",
+    "How far each read replica's replay was behind the primary at its last check.",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_AVAILABLE = Gauge(
+    "app_db_replica_available",
+    "1 while a read replica serves reads; 0 while it is skipped (down, behind, unchecked).",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+DB_READS = Counter(
+    "app_db_reads",
+    "Sessions of routes that only read, by the database that served them and why.",
+    ["database", "reason"],
+)

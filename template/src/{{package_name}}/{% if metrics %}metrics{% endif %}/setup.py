@@ -11,6 +11,7 @@ from ..core.middleware import route_template
 from ..core.slices import ExemplarSource, Extensions
 from .instruments import HTTP_REQUEST_DURATION, HTTP_REQUEST_DURATION_EXEMPLARS, HTTP_REQUESTS
 from .middleware import InProgressMiddleware, method_label
+from .replicas import ReplicaMetrics
 
 # Statuses are counted by class (2xx, 3xx, 4xx, 5xx), the instrumentator's grouping: few
 # enough that every route's series can exist from the start; the exact code is in the
@@ -30,6 +31,9 @@ def instrument_metrics(app: FastAPI, extensions: Extensions) -> None:
     ).add(request_recorder(extensions.exemplar)).instrument(app)
     app.add_middleware(InProgressMiddleware)
     export_every_route_at_zero(app)
+    if app.state.settings.database.replica_urls:
+        # Heard by core/replicas.py, whose lifespan starts after this runs.
+        app.state.replica_observer = ReplicaMetrics()
 
 
 def request_recorder(exemplar: ExemplarSource | None) -> Callable[[Info], None]:
