@@ -49,6 +49,10 @@ SERVICE_METRICS = frozenset(
         "app_process_cpu_seconds_total",
         "app_process_resident_memory_bytes",
         "app_build_info",
+        # Exported once APP_DATABASE__REPLICA_URLS names read replicas.
+        "app_db_replica_lag_seconds",
+        "app_db_replica_available",
+        "app_db_reads_total",
     }
 )
 # With feature_flags: the flag slice's evaluation counter (its dashboard reads it).
