@@ -22,7 +22,7 @@ it (``app_db_replica_lag_seconds``, ``app_db_replica_available``, ``app_db_reads
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol
@@ -30,7 +30,7 @@ from typing import Annotated, Literal, Protocol
 import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .database import create_engine, database_failure
@@ -107,6 +107,8 @@ class ReadReplicas:
         self.replicas = list(replicas)
         self.observer: ReplicaObserver = observer or _Unobserved()
         self._turn = 0
+        # Sessions of replicas that failed, closing in the background (kept referenced).
+        self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def connect(
@@ -214,20 +216,39 @@ class ReadReplicas:
         # ``bind`` in place of the primary's engine, through whatever factory the service
         # uses (the tenancy slice's binds each session to its tenant).
         session = sessions(bind=replica.engine)
+        # Waited for, not cancelled at the timeout: cancelling asyncpg mid-command sends
+        # the server a cancel request, which a silent replica makes wait as long again.
+        connecting = asyncio.get_running_loop().create_task(session.connection())
         try:
-            async with asyncio.timeout(self.settings.replica_connect_timeout_seconds):
-                await session.connection()
-        except Exception as error:
-            if not isinstance(error, TimeoutError) and database_failure(error) is None:
-                raise
-            await asyncio.shield(session.close())
-            self.skip(replica, "failed to connect", error=repr(error))
-            return None
-        return session
+            await asyncio.wait((connecting,), timeout=self.settings.replica_connect_timeout_seconds)
+        except asyncio.CancelledError:  # the request was cut meanwhile
+            self._let_go(connecting, session)
+            raise
+        error = connecting.exception() if connecting.done() else TimeoutError()
+        if error is None:
+            return session
+        self._let_go(connecting, session)
+        if not isinstance(error, TimeoutError) and database_failure(error) is None:
+            raise error
+        self.skip(replica, "failed to connect", error=repr(error))
+        return None
+
+    def _let_go(self, connecting: "asyncio.Task[AsyncConnection]", session: AsyncSession) -> None:
+        """Closes ``session`` in the background once ``connecting`` is over."""
+        connecting.cancel()
+        closing = asyncio.get_running_loop().create_task(_close_after(connecting, session))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         for replica in self.replicas:
             await replica.engine.dispose()
+
+
+async def _close_after(connecting: Awaitable[object], session: AsyncSession) -> None:
+    with contextlib.suppress(BaseException):
+        await connecting
+    await session.close()
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
