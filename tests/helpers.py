@@ -372,11 +372,24 @@ def command_report(result: subprocess.CompletedProcess[str], lines: int = 150) -
     return report + "\n".join(output[-lines:])
 
 
+# The one skip a render's suite reports with every prerequisite given: its schema
+# compatibility check has no previous release where the render has no release tag (or no
+# git). tests/test_schema_compatibility.py runs that check with releases.
+NO_PREVIOUS_RELEASE = re.compile(
+    r"^SKIPPED \[1\] tests/test_schema_compatibility\.py:[0-9]+: "
+    r"(?:no release tag reachable from HEAD|not a git checkout)",
+    re.MULTILINE,
+)
+
+
 def assert_suite_passed(result: subprocess.CompletedProcess[str], what: str) -> None:
-    """``make test`` succeeded and every test passed: none skipped, none errored."""
+    """``make test`` succeeded and every test passed: none skipped (but the schema
+    compatibility check without a previous release), none errored."""
     assert result.returncode == 0, command_report(result)
     outcomes = pytest_outcomes(result.stdout)
     assert outcomes.get("passed", 0) > 0, f"{what}: no test ran\n{command_report(result)}"
+    if outcomes.get("skipped") == 1 and NO_PREVIOUS_RELEASE.search(result.stdout):
+        del outcomes["skipped"]
     others = {outcome: n for outcome, n in outcomes.items() if outcome != "passed"}
     assert not others, (
         f"{what}: {others} besides passes (every prerequisite is given)\n{command_report(result)}"
