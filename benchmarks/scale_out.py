@@ -253,6 +253,7 @@ def table(rows: Sequence[Row], baselines: dict[str, str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run as harness  # benchmarks/run.py: render, install, serve, load
+    from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py sets
 
     options = harness.ratio_options(__doc__.split("\n\n")[0], argv)
     harness.stop_cleanly_on_signals()
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines: dict[str, str] = {}
 
     def benchmark(workdir: Path) -> None:
-        template = harness.snapshot_working_tree(workdir / "template")
+        template = snapshot_working_tree(workdir / "template")
         profile = harness.Profile("scale-out", {**harness.BASE_ANSWERS, **ANSWERS})
         project = harness.render_service(template, workdir, profile)
         with (workdir / "servers.log").open("wb") as log:
