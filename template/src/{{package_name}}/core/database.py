@@ -180,12 +180,19 @@ RETRY_AFTER_SECONDS = 5
 # exception, 53 insufficient resources, 57 operator intervention (shutdown, recovery),
 # 3D invalid catalog name (the database named is not there: dropped, or not restored yet).
 _PG_TIMED_OUT = frozenset({"57014", "55P03"})
+# Class 40, transaction rollback: a serialization failure (on a read replica, also a query
+# cancelled because the replay of the primary's changes needed what it held, such as an
+# expand/contract migration's lock) and a deadlock. The same request may well pass again.
+_PG_CONFLICTED = frozenset({"40001", "40P01"})
 _PG_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57", "3D"})
 _SQLITE_TIMED_OUT = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
 _SQLITE_UNAVAILABLE = frozenset({"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"})
 
 
-def database_failure(error: BaseException) -> Literal["timed out", "unavailable"] | None:
+DatabaseFailure = Literal["timed out", "unavailable", "conflicted"]
+
+
+def database_failure(error: BaseException) -> DatabaseFailure | None:
     """Whether ``error`` means the database could not serve in time or at all, rather
     than a fault of the request or the code (those stay 4xx or 500)."""
     if isinstance(error, exc.TimeoutError):  # no pooled connection freed up in time
@@ -199,6 +206,8 @@ def database_failure(error: BaseException) -> Literal["timed out", "unavailable"
     if isinstance(sqlstate, str):
         if sqlstate in _PG_TIMED_OUT:
             return "timed out"
+        if sqlstate in _PG_CONFLICTED:
+            return "conflicted"
         if sqlstate[:2] in _PG_UNAVAILABLE_CLASSES:
             return "unavailable"
     sqlite_error = getattr(error.orig, "sqlite_errorname", None)
@@ -238,6 +247,9 @@ def database_problem(app: FastAPI, error: BaseException) -> str | None:
         # Each one is a slow query or a held lock worth finding, so each is logged.
         logger.warning("database timed out", error=repr(error))
         return "The database did not answer in time; retry later."
+    if failure == "conflicted":
+        logger.warning("database transaction conflicted", error=repr(error))
+        return "The database cancelled the request's transaction in a conflict; retry."
     return None
 
 

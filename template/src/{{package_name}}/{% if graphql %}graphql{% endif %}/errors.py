@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
-from ..core.database import database_failure
+from ..core.database import DatabaseFailure, database_failure
 from ..core.errors import ProblemError
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -36,6 +36,11 @@ TOO_LARGE = "OPERATION_TOO_LARGE"
 # errors; their messages are what tells them apart (tests/test_graphql.py checks them).
 _LIMIT_MESSAGES = ("exceeds maximum operation depth", " aliases found. Allowed: ", " tokens.")
 UNEXPECTED_MESSAGE = "Internal server error."
+DATABASE_FAILURE_MESSAGES: dict[DatabaseFailure, str] = {
+    "unavailable": "The database is unavailable; retry later.",
+    "timed out": "The database did not answer in time; retry later.",
+    "conflicted": "The database cancelled the operation's transaction in a conflict; retry.",
+}
 _REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 
@@ -81,11 +86,7 @@ def classify(error: GraphQLError) -> str:
         extensions["errors"] = _field_errors(original)
     elif failure := database_failure(original):
         code = "SERVICE_UNAVAILABLE"
-        error.message = (
-            "The database is unavailable; retry later."
-            if failure == "unavailable"
-            else "The database did not answer in time; retry later."
-        )
+        error.message = DATABASE_FAILURE_MESSAGES[failure]
         logger.warning("database failure in a GraphQL operation", error=repr(original))
     else:
         code = INTERNAL
