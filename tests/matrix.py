@@ -50,6 +50,7 @@ DOMAINS: dict[str, list[Any]] = {
     "event_sourcing": [False, True],
     "message_broker": ["none", "rabbitmq", "nats", "kafka"],
     "ml_serving": [False, True],
+    "kubernetes": [False, True],
 }
 
 # Questions asked only for some answers (their `when:`): skipped ones are not recorded.
@@ -236,6 +237,12 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "tests/fixtures/caching.py": lambda a: bool(a["caching"]),
     "tests/test_caching.py": lambda a: bool(a["caching"]),
     "tests/test_caching_shared.py": lambda a: bool(a["caching"] and a["redis"]),
+    "tests/test_scale_out.py": lambda a: bool(
+        (a["caching"] and a["redis"])
+        or (a["feature_flags"] and a["experiments"] and a["flag_provider"] == "builtin")
+        or a["multi_tenancy"]
+        or a["event_sourcing"]
+    ),
     "docs/caching.md": lambda a: bool(a["caching"]),
     "docs/runbooks/AppCacheLatencyHigh.md": lambda a: bool(a["caching"] and a["metrics"]),
     "docs/runbooks/AppCacheHitRatioLow.md": lambda a: bool(a["caching"] and a["metrics"]),
@@ -343,6 +350,9 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     "src/{package_name}/ml/metrics.py": lambda a: bool(a["ml_serving"] and a["metrics"]),
     "src/{package_name}/migrations/versions/ml": lambda a: bool(a["ml_serving"]),
     "tests/test_ml.py": lambda a: bool(a["ml_serving"]),
+    # read replicas: tested against a hot standby, which only PostgreSQL has
+    "tests/test_read_replicas.py": lambda a: a["database"] == "postgresql",
+    "tests/fixtures/replicas.py": lambda a: a["database"] == "postgresql",
     "tests/fixtures/ml.py": lambda a: bool(a["ml_serving"]),
     "docs/ml.md": lambda a: bool(a["ml_serving"]),
     "src/{package_name}/ml/experiment_split.py": lambda a: bool(
@@ -383,6 +393,34 @@ CONDITIONAL_PATHS: dict[str, Callable[[Answers], bool]] = {
     ),
     "observability/prometheus/tests/events-broker.test.yml": lambda a: bool(
         a["event_sourcing"] and a["message_broker"] != "none" and a["metrics"]
+    ),
+    # kubernetes
+    "deploy": lambda a: bool(a["kubernetes"]),
+    "deploy/kubernetes/base/horizontalpodautoscaler.yaml": lambda a: (
+        bool(a["kubernetes"]) and a["database"] == "postgresql"
+    ),
+    "deploy/kubernetes/base/migrate-job.yaml": lambda a: (
+        bool(a["kubernetes"]) and a["database"] == "postgresql"
+    ),
+    "deploy/kubernetes/base/persistentvolumeclaim.yaml": lambda a: (
+        bool(a["kubernetes"]) and a["database"] == "sqlite"
+    ),
+    "deploy/kubernetes/base/flagd.yaml": lambda a: (
+        bool(a["kubernetes"] and a["feature_flags"]) and a["flag_provider"] == "flagd"
+    ),
+    "deploy/kubernetes/base/flagd": lambda a: (
+        bool(a["kubernetes"] and a["feature_flags"]) and a["flag_provider"] == "flagd"
+    ),
+    "deploy/kubernetes/components": lambda a: bool(a["kubernetes"] and a["metrics"]),
+    "deploy/kubernetes/components/hpa-request-rate": lambda a: (
+        bool(a["kubernetes"] and a["metrics"]) and a["database"] == "postgresql"
+    ),
+    "scripts/kubernetes_assets.py": lambda a: bool(
+        a["kubernetes"] and (a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "flagd"))
+    ),
+    "docs/kubernetes.md": lambda a: bool(a["kubernetes"]),
+    "tests/test_kubernetes_assets.py": lambda a: bool(
+        a["kubernetes"] and (a["metrics"] or (a["feature_flags"] and a["flag_provider"] == "flagd"))
     ),
 }
 

@@ -45,8 +45,9 @@ JINJA_IN_TEXT = re.compile(r"\{\{.*?\}\}|\{%|%\}|\{#|#\}")
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 # Prometheus, Alertmanager and Grafana files under observability/ use Go templates
 # (`{{ $labels.route }}`, `{{route}}`); there an expression is residue only if it names
-# one of the template's questions or copier's own variables.
-GO_TEMPLATE_DIRS = ("observability",)
+# one of the template's questions or copier's own variables. deploy/ holds the
+# PrometheusRule, a copy of those rules.
+GO_TEMPLATE_DIRS = ("observability", "deploy")
 
 # Longest run of consecutive blank lines a file type may contain. Python is
 # left to `ruff format` (which wants two blank lines around top-level blocks).

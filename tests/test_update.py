@@ -788,7 +788,7 @@ def test_update_switching_ml_serving_on_and_off(template_repo: Path, tmp_path: P
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
     """A service generated with Redis, metrics, tracing, the built-in flags, experiments,
     outbound calls, caching, request protection, GraphQL, tenants, event sourcing
-    with NATS and model serving, with user code,
+    with NATS, model serving and the Kubernetes manifests, with user code,
     switches them all off (its database never migrated: nothing to downgrade): each
     slice's package, wiring, compose file, settings section and tests go, the user's code
     stays, and the lean service lints, tests and migrates."""
@@ -805,6 +805,7 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
         "multi_tenancy": True,
         "event_sourcing": True,
         "ml_serving": True,
+        "kubernetes": True,
     }
     project = generate(template_repo, tmp_path / "svc", message_broker="nats", **slices)
     package = project / "src" / read_answers(project)["package_name"]
@@ -846,6 +847,11 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
             package / "ml",
             package / "migrations" / "versions" / "ml",
             project / "tests" / "test_ml.py",
+        ],
+        "kubernetes": [
+            project / "deploy",
+            project / "docs" / "kubernetes.md",
+            project / "scripts" / "kubernetes_assets.py",
         ],
     }
     for paths in owned.values():
