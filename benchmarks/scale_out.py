@@ -61,15 +61,16 @@ class Row:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU (user + system) of ``pid`` and every live descendant: uvicorn's workers, or a
-    postmaster's backends."""
+    """CPU (user + system) of ``pid`` and every descendant: uvicorn's workers, or a
+    postmaster's backends, those that exited included (a parent's reaped children count
+    in its cutime and cstime)."""
     tick = os.sysconf("SC_CLK_TCK")
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
         with contextlib.suppress(OSError):
             stat = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
-            total += (int(stat[11]) + int(stat[12])) / tick
+            total += sum(int(field) for field in stat[11:15]) / tick
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
     return total
