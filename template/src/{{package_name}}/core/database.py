@@ -287,20 +287,25 @@ async def database_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+async def release(session: AsyncSession) -> None:
+    """Closes a request's session once the request is over, if it was used."""
+    # A session the request never used (one answered from a cache) holds no connection
+    # and nothing to roll back; closing it would still cost a greenlet switch, about a
+    # sixth of the CPU time of a read answered from the cache.
+    if session.in_transaction():
+        # Shielded, as AsyncSession's own context manager does: a request cut by its
+        # deadline must still give the connection back, or its transaction (and a SQLite
+        # write lock) outlives it.
+        await asyncio.shield(session.close())
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     session = sessions()
     try:
         yield session
     finally:
-        # A session the request never used (one answered from a cache) holds no
-        # connection and nothing to roll back; closing it would still cost a greenlet
-        # switch, about a sixth of the CPU time of a read answered from the cache.
-        if session.in_transaction():
-            # Shielded, as AsyncSession's own context manager does: a request cut by its
-            # deadline must still give the connection back, or its transaction (and a
-            # SQLite write lock) outlives it.
-            await asyncio.shield(session.close())
+        await release(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .database import create_engine, database_failure
+from .database import create_engine, database_failure, release
 from .health import readiness_checks
 from .settings import DatabaseSettings
 from .slices import Extensions, Slice
@@ -382,10 +382,7 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         yield session
     finally:
-        # As core.database.get_session: an unused session needs no closing, and closing
-        # is shielded so a request cut by its deadline still gives the connection back.
-        if session.in_transaction():
-            await asyncio.shield(session.close())
+        await release(session)
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
