@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -398,6 +399,32 @@ def wrk_version() -> str:
 # --------------------------------------------------------------------------- #
 # Serving
 # --------------------------------------------------------------------------- #
+
+
+# The server of the scripts' PostgreSQL rows (tenancy.py, scale_out.py).
+BENCH_POSTGRES = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432"
+)
+
+
+def _psql(statement: str) -> None:
+    server = BENCH_POSTGRES.replace("postgresql+asyncpg://", "postgresql://")
+    subprocess.run(
+        ["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", statement],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a new database on ``BENCH_POSTGRES_URL``'s server, dropped after."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{BENCH_POSTGRES}/{name}"
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

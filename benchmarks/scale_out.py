@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ from typing import Any
 
 ITEM = ("item by id", "/api/v1/items/{id}")
 WORKERS = (1, 2, 4)
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 ANSWERS = {
     "database": "postgresql",
     "metrics": False,
@@ -74,25 +72,6 @@ def tree_cpu_seconds(pid: int) -> float:
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
     return total
-
-
-def _psql(statement: str) -> None:
-    server = POSTGRES.replace("postgresql+asyncpg://", "postgresql://")
-    subprocess.run(
-        ["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", statement],
-        check=True,
-        capture_output=True,
-    )
-
-
-@contextlib.contextmanager
-def database_of_its_own() -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    _psql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _free_port() -> int:
@@ -266,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = harness.Profile("scale-out", {**harness.BASE_ANSWERS, **ANSWERS})
         project = harness.render_service(template, workdir, profile)
         with (workdir / "servers.log").open("wb") as log:
-            with database_of_its_own() as url:
+            with harness.postgres_database() as url:
                 os.environ["APP_DATABASE__URL"] = url
                 try:
                     token = harness.install_service(project)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,6 @@ PAIRS = [
     ("uncached", "database-uncached"),
     ("postgresql-uncached", "schema-uncached"),
 ]
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 
 
 def profiles() -> list[Any]:
@@ -74,15 +71,6 @@ def profiles() -> list[Any]:
     ]
 
 
-def _psql(statement: str) -> None:
-    server = POSTGRES.replace("postgresql+asyncpg://", "postgresql://")
-    subprocess.run(
-        ["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", statement],
-        check=True,
-        capture_output=True,
-    )
-
-
 @contextlib.contextmanager
 def database_of(profile: Any) -> Iterator[None]:
     """For a PostgreSQL profile, ``APP_DATABASE__URL`` names a new database of its own
@@ -90,14 +78,14 @@ def database_of(profile: Any) -> Iterator[None]:
     if profile.answers.get("database") != "postgresql":
         yield
         return
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    _psql(f'CREATE DATABASE "{name}"')
-    os.environ["APP_DATABASE__URL"] = f"{POSTGRES}/{name}"
-    try:
-        yield
-    finally:
-        del os.environ["APP_DATABASE__URL"]
-        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    import run as harness
+
+    with harness.postgres_database() as url:
+        os.environ["APP_DATABASE__URL"] = url
+        try:
+            yield
+        finally:
+            del os.environ["APP_DATABASE__URL"]
 
 
 def ratio_table(results: Sequence[Any]) -> str:
