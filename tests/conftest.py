@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import RenderCache, Renderer, render, run_scratch_dir, snapshot_working_tree
+from helpers import (
+    MYPY_CACHE_VARIABLE,
+    RenderCache,
+    Renderer,
+    render,
+    run_scratch_dir,
+    snapshot_working_tree,
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +44,19 @@ def renders(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Ren
 def mypy_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One mypy cache per xdist worker, reused across renders in that worker."""
     return tmp_path_factory.mktemp("mypy-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _renders_mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The mypy cache the renders' own `make lint` shares in this worker
+    (helpers.shared_mypy_cache)."""
+    previous = os.environ.get(MYPY_CACHE_VARIABLE)
+    os.environ[MYPY_CACHE_VARIABLE] = str(tmp_path_factory.mktemp("renders-mypy-cache"))
+    yield
+    if previous is None:
+        del os.environ[MYPY_CACHE_VARIABLE]
+    else:
+        os.environ[MYPY_CACHE_VARIABLE] = previous
 
 
 @pytest.fixture(scope="session")

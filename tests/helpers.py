@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -276,22 +279,28 @@ def find_uv() -> str | None:
 
 def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for commands run inside a render: no trace of this repo's venv."""
+    # Where PYTHONDONTWRITEBYTECODE is set (this suite's CI machine sets it), every process
+    # of a render compiled every module it imports from source: 4 s to import the
+    # all-features service instead of 1.4, paid by each served process the generated tests
+    # start. Without it Python writes each module's bytecode at its first import, once.
+    # UV_COMPILE_BYTECODE would do it at install, but uv then compiles the whole venv
+    # again on every `uv run` (2.7 s of CPU each, dozens of times per render).
+    dropped = {
+        "VIRTUAL_ENV",
+        "UV_PROJECT_ENVIRONMENT",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONDONTWRITEBYTECODE",
+        "UV_COMPILE_BYTECODE",
+    }
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME"}
-        and not k.startswith("APP_")
-        and not k.startswith("PYTEST_")
+        if k not in dropped and not k.startswith("APP_") and not k.startswith("PYTEST_")
     }
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    # Where PYTHONDONTWRITEBYTECODE is set (this suite's CI machine sets it), every process
-    # of a render compiled every module it imports from source: 4 s to import the
-    # all-features service instead of 1.4, paid by each served process the generated tests
-    # start. uv writes the bytecode of what it installs, once, as the generated Dockerfile
-    # has it do.
-    env["UV_COMPILE_BYTECODE"] = "1"
     env.update(extra or {})
     return env
 
@@ -328,6 +337,63 @@ def project_tools_env(answers: Mapping[str, Any], extra: Mapping[str, str]) -> d
     return project_env(
         {"UV": uv, "UV_PYTHON": python, "CI": "true", "PYTEST_ADDOPTS": "-rs", **extra}
     )
+
+
+# A mypy cache per xdist worker for the renders' own `make lint` (profiles, updates),
+# set by conftest.py: the third-party modules, most of what mypy reads, are analysed
+# once per worker rather than once per render (a cold `make lint` of the all-features
+# render spent 33 s of CPU in mypy, a warm one 3 s).
+MYPY_CACHE_VARIABLE = "TEMPLATE_TEST_MYPY_CACHE"
+
+
+def shared_mypy_cache(env: Mapping[str, str], project: Path) -> dict[str, str]:
+    """``env`` with mypy's cache the worker's shared one, from which every module named
+    like one of ``project``'s own (its package, ``tests``) is first removed.
+
+    mypy trusts a cached module whose path, size and mtime (whole seconds) match without
+    reading it; the renders' modules share relative paths, so another render's entry
+    for one of them could pass for this render's. Third-party modules live in each
+    render's own venv: their paths differ, so mypy compares content hashes.
+    """
+    root = os.environ.get(MYPY_CACHE_VARIABLE)
+    if not root:
+        return dict(env)
+    # One cache per mypy configuration: mypy discards a whole cache made with other
+    # options or plugins (renders with GraphQL add strawberry's), and the renders of
+    # different configurations a worker lints in turn would each find it cold.
+    with (project / "pyproject.toml").open("rb") as pyproject:
+        config = tomllib.load(pyproject).get("tool", {}).get("mypy", {})
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(root) / key
+    own = {
+        entry.name.split(".")[0]
+        for base in (project, project / "src")
+        if base.is_dir()
+        for entry in base.iterdir()
+        if not entry.name.startswith(".")
+    }
+    for version in [p for p in cache.iterdir() if p.is_dir()] if cache.is_dir() else []:
+        _forget_modules(version, own)
+    return {**env, "MYPY_CACHE_DIR": str(cache)}
+
+
+def _forget_modules(version: Path, names: set[str]) -> None:
+    """Deletes the entries of modules under ``names`` from one Python version's cache;
+    the whole version's cache if its layout is not the one this knows (SQLite shards
+    of a ``files2`` table keyed by module path), so that mypy starts cold rather than
+    trust an entry it should not."""
+    shards = sorted(version.glob("cache*.db"))
+    known = bool(shards) and all(p in shards for p in version.iterdir())
+    try:
+        for shard in shards if known else []:
+            with closing(sqlite3.connect(shard)) as database, database:
+                keys = [row[0] for row in database.execute("SELECT path FROM files2")]
+                doomed = [(k,) for k in keys if re.split(r"[/.]", k, maxsplit=1)[0] in names]
+                database.executemany("DELETE FROM files2 WHERE path = ?", doomed)
+    except sqlite3.Error:
+        known = False
+    if not known:
+        shutil.rmtree(version)
 
 
 def run(

@@ -37,6 +37,7 @@ from helpers import (
     require,
     require_services,
     run,
+    shared_mypy_cache,
     snapshot_working_tree,
 )
 from matrix import BASE_ANSWERS, REPO_ROOT
@@ -137,7 +138,7 @@ def check_as_developers_would(
     require_services(env)
     lock = run([env["UV"], "lock"], project, env=env)
     assert lock.returncode == 0, command_report(lock)
-    lint = run(["make", "lint"], project, env=env)
+    lint = run(["make", "lint"], project, env=shared_mypy_cache(env, project))
     assert lint.returncode == 0, command_report(lint)
     if slice_tests:
         files = sorted(
@@ -406,14 +407,16 @@ class ItemNote(Base):
 """
 
 
-def run_in(project: Path, *command: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def run_in(
+    project: Path, *command: str, expect: int = 0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     uv = find_uv()
     require(uv is not None, "uv is not installed")
     assert uv is not None
     result = subprocess.run(
         [uv, "run", *command],
         cwd=project,
-        env=project_env(),
+        env=dict(env) if env is not None else project_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -423,6 +426,11 @@ def run_in(project: Path, *command: str, expect: int = 0) -> subprocess.Complete
         f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
     return result
+
+
+def make_lint(project: Path) -> None:
+    """`make lint`, mypy's cache shared with the worker's other renders."""
+    run_in(project, "make", "lint", env=shared_mypy_cache(project_env(), project))
 
 
 def database_tables(project: Path) -> set[str]:
@@ -472,7 +480,7 @@ def locked_and_linted(project: Path) -> dict[str, str]:
     env = project_tools_env(read_answers(project), {})
     lock = run([env["UV"], "lock"], project, env=env)
     assert lock.returncode == 0, command_report(lock)
-    lint = run(["make", "lint"], project, env=env)
+    lint = run(["make", "lint"], project, env=shared_mypy_cache(env, project))
     assert lint.returncode == 0, command_report(lint)
     return env
 
@@ -506,7 +514,7 @@ def test_feature_branches_and_user_revisions_never_collide(
     assert "item_notes" in tables
     assert "feature_flags" not in tables
     run_in(project, "alembic", "check")
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: Path) -> None:
@@ -549,7 +557,7 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     assert "item_notes" in tables
     assert "experiments" not in tables
     run_in(project, "alembic", "check")
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_event_sourcing_on_and_off(template_repo: Path, tmp_path: Path) -> None:
@@ -595,7 +603,7 @@ def test_update_switching_event_sourcing_on_and_off(template_repo: Path, tmp_pat
     assert "item_notes" in tables
     assert "events" not in tables
     run_in(project, "alembic", "check")
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path) -> None:
@@ -627,7 +635,7 @@ def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path
     assert "graphql" not in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path) -> None:
@@ -696,7 +704,7 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
     assert "tenant_id" not in columns
     assert "tenants" not in database_tables(project)
     run_in(project, "alembic", "check")
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_tenant(
@@ -738,7 +746,7 @@ def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_
     assert not project_problems(project), "\n".join(project_problems(project))
     run_in(project, slug, "migrate")
     assert "tenants" not in database_tables(project)
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_ml_serving_on_and_off(template_repo: Path, tmp_path: Path) -> None:
@@ -782,7 +790,7 @@ def test_update_switching_ml_serving_on_and_off(template_repo: Path, tmp_path: P
     assert "item_notes" in tables
     assert "ml_models" not in tables
     run_in(project, "alembic", "check")
-    run_in(project, "make", "lint")
+    make_lint(project)
 
 
 def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path: Path) -> None:
