@@ -5,20 +5,24 @@ skops reads a scikit-learn model without unpickling it: it lists the types a fil
 create, and loads only when each is trusted (its own list of scikit-learn, NumPy and
 SciPy types, and ``APP_ML__TRUSTED_TYPES``). A pickle can run any code when loaded, so
 the service never loads one, whoever uploads it.
+
+onnxruntime, skops and scikit-learn are imported when an artifact is first read: importing
+them took 2 to 4 s, which every command line and every process serving no model yet
+would otherwise pay at start.
 """
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-import onnxruntime
-import skops.io
 from numpy.typing import NDArray
-from sklearn.base import is_classifier
 
 from .signature import Signature
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 Framework = Literal["sklearn", "onnx"]
 # {"label": ..., "probabilities": {label: p}} for a classifier, {"value": x} for a regressor.
@@ -103,7 +107,7 @@ class SklearnPredictor:
 
 
 class OnnxPredictor:
-    def __init__(self, session: onnxruntime.InferenceSession, signature: Signature) -> None:
+    def __init__(self, session: "onnxruntime.InferenceSession", signature: Signature) -> None:
         self._session = session
         self._signature = signature
         tensor = session.get_inputs()[0]
@@ -129,6 +133,8 @@ class OnnxPredictor:
 
 
 def _sklearn_model(data: bytes, trusted: Sequence[str]) -> Any:
+    import skops.io
+
     try:
         found = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # a zip file skops cannot read, or not a zip file at all
@@ -146,7 +152,9 @@ def _sklearn_model(data: bytes, trusted: Sequence[str]) -> Any:
         raise ArtifactRefusedError(f"the skops file does not load: {exc}") from None
 
 
-def _onnx_session(data: bytes) -> onnxruntime.InferenceSession:
+def _onnx_session(data: bytes) -> "onnxruntime.InferenceSession":
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     # Concurrency comes from the service's inference threads; one intra-op thread per
     # call keeps two models from each claiming every core.
@@ -163,6 +171,8 @@ def _onnx_session(data: bytes) -> onnxruntime.InferenceSession:
 def describe(framework: Framework, data: bytes, trusted: Sequence[str]) -> Described:
     """Loads the artifact (refusing what cannot be served) and reads what it declares."""
     if framework == "sklearn":
+        from sklearn.base import is_classifier
+
         model = _sklearn_model(data, trusted)
         if not hasattr(model, "predict"):
             raise ArtifactRefusedError(f"a {type(model).__name__} has no predict method")
