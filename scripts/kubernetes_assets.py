@@ -51,7 +51,12 @@ def service_script() -> tuple[Callable[[str, str], str], Callable[[str], str]]:
     spec = importlib.util.spec_from_loader(loader.name, loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
+    # No __pycache__ beside it: inside template/ it would be a file of the template.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     return module.rule_groups, module.rule_head
 
 

@@ -91,6 +91,19 @@ def generate_from(template_repo: Path, ref: str, dst: Path, answers: Mapping[str
     return dst
 
 
+def left_behind(path: Path) -> bool:
+    """Whether anything of ``path`` is still there but bytecode caches: Python writes
+    them wherever the service ran, git ignores them, and copier leaves them (with the
+    directories they are in) when a slice's files go."""
+    if path.is_dir():
+        return any(
+            "__pycache__" not in entry.relative_to(path).parts
+            for entry in path.rglob("*")
+            if not entry.is_dir()
+        )
+    return path.exists()
+
+
 def project_problems(project: Path) -> list[str]:
     """Conflict markers and .rej files anywhere in the project."""
     problems: list[str] = []
@@ -268,7 +281,7 @@ def test_update_switching_redis_on(template_repo: Path, tmp_path: Path) -> None:
     project = generate(template_repo, tmp_path / "svc", redis=False)
     pkg = read_answers(project)["package_name"]
     redis_module = project / "src" / pkg / "core" / "redis.py"
-    assert not redis_module.exists()
+    assert not left_behind(redis_module)
     service, _ = edit_user_code(project)
 
     switch_on(project, {"redis": True})
@@ -290,8 +303,8 @@ def test_update_switching_observability_on(template_repo: Path, tmp_path: Path) 
     project = generate(template_repo, tmp_path / "svc")
     pkg = read_answers(project)["package_name"]
     package = project / "src" / pkg
-    assert not (package / "metrics").exists()
-    assert not (project / "observability").exists()
+    assert not left_behind(package / "metrics")
+    assert not left_behind(project / "observability")
     service, _ = edit_user_code(project)
 
     switch_on(project, {"metrics": True, "tracing": True, "trace_backend": "tempo"})
@@ -326,8 +339,8 @@ def test_update_switching_feature_flags_on(template_repo: Path, tmp_path: Path) 
     pkg = read_answers(project)["package_name"]
     package = project / "src" / pkg
     migration = package / "migrations" / "versions" / "flags" / "flags_0001_create_feature_flags.py"
-    assert not (package / "flags").exists()
-    assert not migration.exists()
+    assert not left_behind(package / "flags")
+    assert not left_behind(migration)
     service, _ = edit_user_code(project)
 
     switch_on(project, {"feature_flags": True})
@@ -351,7 +364,7 @@ def test_update_switching_circuit_breakers_on(template_repo: Path, tmp_path: Pat
     """With Redis, so the breaker state is shared: the whole slice arrives and works."""
     project = generate(template_repo, tmp_path / "svc", redis=True)
     package = project / "src" / read_answers(project)["package_name"]
-    assert not (package / "outbound").exists()
+    assert not left_behind(package / "outbound")
     assert "enrichment" not in (package / "items" / "wiring.py").read_text(encoding="utf-8")
     service, _ = edit_user_code(project)
 
@@ -375,7 +388,7 @@ def test_update_switching_caching_on(template_repo: Path, tmp_path: Path) -> Non
     it, and the user's code in the items service stays."""
     project = generate(template_repo, tmp_path / "svc", redis=True)
     package = project / "src" / read_answers(project)["package_name"]
-    assert not (package / "caching").exists()
+    assert not left_behind(package / "caching")
     service, _ = edit_user_code(project)
 
     switch_on(project, {"caching": True})
@@ -547,8 +560,8 @@ def test_update_switching_experiments_on_and_off(template_repo: Path, tmp_path: 
     run_in(project, "alembic", "downgrade", "experiments@base")
     switch_on(project, {"experiments": False})
 
-    assert not (package / "experiments").exists()
-    assert not (project / "tests" / "test_experiments.py").exists()
+    assert not left_behind(package / "experiments")
+    assert not left_behind(project / "tests" / "test_experiments.py")
     assert "experiments" not in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
@@ -591,9 +604,9 @@ def test_update_switching_event_sourcing_on_and_off(template_repo: Path, tmp_pat
     run_in(project, "alembic", "downgrade", "events@base")
     switch_on(project, {"event_sourcing": False})
 
-    assert not (package / "events").exists()
-    assert not (package / "wallets").exists()
-    assert not (project / "tests" / "test_events.py").exists()
+    assert not left_behind(package / "events")
+    assert not left_behind(package / "wallets")
+    assert not left_behind(project / "tests" / "test_events.py")
     assert "broker" not in compose_services(project)
     assert "events" not in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
@@ -631,7 +644,7 @@ def test_update_switching_graphql_on_and_off(template_repo: Path, tmp_path: Path
     switch_on(project, {"graphql": False})
 
     for path in (package / "graphql", project / "schema.graphql", project / "docs/graphql.md"):
-        assert not path.exists(), f"{path.relative_to(project)} left behind"
+        assert not left_behind(path), f"{path.relative_to(project)} left behind"
     assert "graphql" not in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
@@ -691,7 +704,7 @@ def test_update_switching_tenancy_on_and_off(template_repo: Path, tmp_path: Path
         project / "tests" / "test_tenancy.py",
         project / "docs" / "tenancy.md",
     ):
-        assert not path.exists(), f"{path.relative_to(project)} left behind"
+        assert not left_behind(path), f"{path.relative_to(project)} left behind"
     assert "tenancy" not in (package / "main.py").read_text(encoding="utf-8")
     assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
@@ -741,7 +754,7 @@ def test_update_switching_on_a_database_per_tenant_runs_the_teams_revisions_per_
     # Off again: the registry's revision down first, then the update.
     run_in(project, "alembic", "downgrade", "tenancy@base")
     switch_on(project, {"multi_tenancy": False})
-    assert not (package / "tenancy").exists()
+    assert not left_behind(package / "tenancy")
     assert "class ItemNote" in models.read_text(encoding="utf-8"), "user model lost"
     assert not project_problems(project), "\n".join(project_problems(project))
     run_in(project, slug, "migrate")
@@ -780,8 +793,8 @@ def test_update_switching_ml_serving_on_and_off(template_repo: Path, tmp_path: P
     run_in(project, "alembic", "downgrade", "ml@base")
     switch_on(project, {"ml_serving": False})
 
-    assert not (package / "ml").exists()
-    assert not (project / "tests" / "test_ml.py").exists()
+    assert not left_behind(package / "ml")
+    assert not left_behind(project / "tests" / "test_ml.py")
     assert "ml_slice" not in (package / "main.py").read_text(encoding="utf-8")
     assert USER_FUNCTION.strip() in service.read_text(encoding="utf-8"), "user code lost"
     assert not project_problems(project), "\n".join(project_problems(project))
@@ -873,9 +886,9 @@ def test_update_switching_every_optional_slice_off(template_repo: Path, tmp_path
     # Experiments, asked only with feature flags, is no longer recorded at all.
     assert not any(answers.get(name) for name in slices), answers
     left = [str(path.relative_to(project)) for paths in owned.values() for path in paths]
-    left = [path for path in left if (project / path).exists()]
+    left = [path for path in left if left_behind(project / path)]
     assert not left, f"files of switched-off slices left behind: {left}"
-    assert not (project / "observability").exists()
+    assert not left_behind(project / "observability")
     main = (package / "main.py").read_text(encoding="utf-8")
     slice_names = (
         "redis_slice",
@@ -906,7 +919,7 @@ def test_update_switching_request_protection_on(template_repo: Path, tmp_path: P
     settings section and tests with it, and the user's code stays."""
     project = generate(template_repo, tmp_path / "svc", redis=True)
     package = project / "src" / read_answers(project)["package_name"]
-    assert not (package / "protection").exists()
+    assert not left_behind(package / "protection")
     service, _ = edit_user_code(project)
 
     switch_on(project, {"request_protection": True})
