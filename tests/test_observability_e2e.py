@@ -82,7 +82,9 @@ from helpers import (
 )
 from matrix import PROFILES, effective_answers
 
-pytestmark = pytest.mark.profile
+# One worker sets the stack up and runs every test on it (scripts/test distributes by
+# group): a module fixture is set up again in each worker that runs one of its tests.
+pytestmark = [pytest.mark.profile, pytest.mark.xdist_group("observability-e2e")]
 
 PROFILE = "sqlite"  # metrics and tracing on; test_profiles.py uses the same render
 PROMETHEUS = ("/usr/bin/prometheus", "prometheus")  # the first one found
@@ -422,12 +424,13 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     require(python is not None, f"no Python {version} interpreter found for the {PROFILE} render")
     assert python is not None
 
-    # The profile tests' render; their make targets hold this lock while they run.
+    # A render of its own beside the profile tests' one: theirs is locked while its
+    # `make test` runs, for minutes.
     root = run_scratch_dir(tmp_path_factory) / "profiles" / PROFILE
     root.mkdir(parents=True, exist_ok=True)
-    project = RenderCache(template_src, root).get("svc", PROFILES[PROFILE])
+    project = RenderCache(template_src, root).get("e2e", PROFILES[PROFILE])
     env = _service_env({"UV_PYTHON": python})
-    with locked(root / "svc.lock"):
+    with locked(root / "e2e.lock"):
         _run([uv, "sync"], cwd=project, env=env, timeout=SYNC_TIMEOUT)
     job = str(answers["project_slug"])
     package = project / "src" / str(answers["package_name"]) / "__init__.py"
