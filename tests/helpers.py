@@ -9,13 +9,12 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -347,13 +346,16 @@ MYPY_CACHE_VARIABLE = "TEMPLATE_TEST_MYPY_CACHE"
 
 
 def shared_mypy_cache(env: Mapping[str, str], project: Path) -> dict[str, str]:
-    """``env`` with mypy's cache the worker's shared one, from which every module named
-    like one of ``project``'s own (its package, ``tests``) is first removed.
+    """``env`` with mypy's cache the worker's shared one, after every Python file of
+    ``project`` is given a modification time no file had at an earlier call.
 
     mypy trusts a cached module whose path, size and mtime (whole seconds) match without
-    reading it; the renders' modules share relative paths, so another render's entry
-    for one of them could pass for this render's. Third-party modules live in each
-    render's own venv: their paths differ, so mypy compares content hashes.
+    reading it, and the renders' modules share relative paths: another render's entry
+    for one of them could pass for this render's. With a time of their own, mypy
+    compares each file's content hash with its entry instead, and reuses the entries
+    of modules whose content has not changed (most of them, between two renders or an
+    update's two states); third-party modules live in each render's own venv, so their
+    paths differ and mypy compares hashes for them anyway.
     """
     root = os.environ.get(MYPY_CACHE_VARIABLE)
     if not root:
@@ -365,35 +367,25 @@ def shared_mypy_cache(env: Mapping[str, str], project: Path) -> dict[str, str]:
         config = tomllib.load(pyproject).get("tool", {}).get("mypy", {})
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(root) / key
-    own = {
-        entry.name.split(".")[0]
-        for base in (project, project / "src")
-        if base.is_dir()
-        for entry in base.iterdir()
-        if not entry.name.startswith(".")
-    }
-    for version in [p for p in cache.iterdir() if p.is_dir()] if cache.is_dir() else []:
-        _forget_modules(version, own)
+    cache.mkdir(parents=True, exist_ok=True)
+    _stamp_sources(project, Path(root) / "stamps")
     return {**env, "MYPY_CACHE_DIR": str(cache)}
 
 
-def _forget_modules(version: Path, names: set[str]) -> None:
-    """Deletes the entries of modules under ``names`` from one Python version's cache;
-    the whole version's cache if its layout is not the one this knows (SQLite shards
-    of a ``files2`` table keyed by module path), so that mypy starts cold rather than
-    trust an entry it should not."""
-    shards = sorted(version.glob("cache*.db"))
-    known = bool(shards) and all(p in shards for p in version.iterdir())
-    try:
-        for shard in shards if known else []:
-            with closing(sqlite3.connect(shard)) as database, database:
-                keys = [row[0] for row in database.execute("SELECT path FROM files2")]
-                doomed = [(k,) for k in keys if re.split(r"[/.]", k, maxsplit=1)[0] in names]
-                database.executemany("DELETE FROM files2 WHERE path = ?", doomed)
-    except sqlite3.Error:
-        known = False
-    if not known:
-        shutil.rmtree(version)
+# Stamps count up from 2001-09-09: never the time of a file written since.
+FIRST_STAMP = 1_000_000_000
+
+
+def _stamp_sources(project: Path, counter: Path) -> None:
+    """Sets the mtime of every ``.py``/``.pyi`` file of ``project`` (not its venv) to the
+    next of a count kept in ``counter``; the worker's calls come one after another."""
+    stamp = int(counter.read_text()) + 1 if counter.is_file() else FIRST_STAMP
+    counter.write_text(str(stamp))
+    for folder, children, files in os.walk(project):
+        children[:] = [name for name in children if not name.startswith(".")]
+        for name in files:
+            if name.endswith((".py", ".pyi")):
+                os.utime(Path(folder, name), (stamp, stamp))
 
 
 def run(
