@@ -372,14 +372,19 @@ def shared_mypy_cache(env: Mapping[str, str], project: Path) -> dict[str, str]:
     return {**env, "MYPY_CACHE_DIR": str(cache)}
 
 
-# Stamps count up from 2001-09-09: never the time of a file written since.
+# Stamps count up from 2001-09-09, never the time of a file written since, in a range of
+# a million per xdist worker: a render the workers share may be stamped by either, and
+# no two stamps may be equal.
 FIRST_STAMP = 1_000_000_000
+STAMPS_PER_WORKER = 1_000_000
 
 
 def _stamp_sources(project: Path, counter: Path) -> None:
     """Sets the mtime of every ``.py``/``.pyi`` file of ``project`` (not its venv) to the
     next of a count kept in ``counter``; the worker's calls come one after another."""
-    stamp = int(counter.read_text()) + 1 if counter.is_file() else FIRST_STAMP
+    worker = re.sub(r"\D", "", os.environ.get("PYTEST_XDIST_WORKER", "")) or "0"
+    first = FIRST_STAMP + int(worker) * STAMPS_PER_WORKER
+    stamp = int(counter.read_text()) + 1 if counter.is_file() else first
     counter.write_text(str(stamp))
     for folder, children, files in os.walk(project):
         children[:] = [name for name in children if not name.startswith(".")]

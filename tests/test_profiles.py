@@ -73,8 +73,9 @@ class Profile:
     def make(self, variant: str, target: str) -> subprocess.CompletedProcess[str]:
         """Run a make target in a render, alone among that render's targets."""
         cwd = self.project(variant)
-        env = shared_mypy_cache(self.env, cwd) if target == "lint" else self.env
         with locked(self.root / f"{variant}.lock"):
+            # Under the lock: the lint's cache set-up touches the render's sources.
+            env = shared_mypy_cache(self.env, cwd) if target == "lint" else self.env
             return run(["make", target], cwd, env=env, timeout=MAKE_TIMEOUT)
 
 
