@@ -2,8 +2,9 @@
 
 One :class:`RateLimiter` per application. A decision counts the request against every
 limit of a policy and reports what the IETF RateLimit headers need. With Redis, a
-failure or a slow answer decides the request by ``fail_open`` and stops asking Redis
-for ``outage_retry_seconds``, so an outage costs one timeout, not one per request.
+failure or a slow answer decides the request by ``fail_open``; after three in a row
+(``FAILURES_BEFORE_OUTAGE``) the limiter stops asking Redis for
+``outage_retry_seconds``, so an outage costs three timeouts, not one per request.
 """
 
 import asyncio
