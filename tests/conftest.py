@@ -82,14 +82,14 @@ def git_identity() -> Iterator[None]:
 
 # The longest tests first, so that the two workers end together instead of one running a
 # profile's suite alone at the end: measured on this suite's 2-core machine, the
-# profiles' generated suites take 4 to 16 minutes each, the end-to-end stack 2, an
-# update scenario 1 to 2, anything else seconds.
+# profiles' generated suites take 3 to 11 minutes each, the end-to-end stack 2.5, an
+# update scenario half a minute to 1.5, anything else seconds.
 _PROFILE_SUITES_BY_COST = (
     "postgresql-redis",
     "sqlite",
     "tenancy-schema",
-    "launchdarkly",
     "flagd",
+    "launchdarkly",
     "bare",
 )
 
