@@ -522,6 +522,34 @@ def _rebased(service: dict[str, Any], folder: Path, project: Path) -> dict[str, 
     return {**service, "volumes": mounts} if "volumes" in service else service
 
 
+class OtlpReceiver:
+    """Where a render's spans go when a test needs them recorded: an OTLP/HTTP endpoint
+    that accepts every export and keeps nothing (a service with no exporter records no
+    trace that starts in it). A context manager: it serves in a thread while entered."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> OtlpReceiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class EnrichmentService:
     """A stand-in for the enrichment service a render's items look themselves up in
     (the outbound slice's example): a JSON object for every GET, or 503 for the next

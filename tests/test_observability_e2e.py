@@ -71,6 +71,7 @@ import pytest
 import yaml
 from helpers import (
     EnrichmentService,
+    OtlpReceiver,
     RenderCache,
     find_python,
     find_uv,
@@ -395,14 +396,19 @@ def _prometheus_config(
     return path, groups
 
 
-def _service_env(extra: Mapping[str, str]) -> dict[str, str]:
+def _service_env(extra: Mapping[str, str], spans: OtlpReceiver) -> dict[str, str]:
     env = {
         key: value
         for key, value in project_env(extra).items()
         if not key.startswith("OTEL_") and key != "PROMETHEUS_MULTIPROC_DIR"
     }
-    # Spans stay in the process: exemplars need sampled traces, not an exporter.
-    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+    # Exemplars need recorded traces, which a service records only with an exporter.
+    env.update(
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{spans.url}/v1/traces",
+            "OTEL_LOGS_EXPORTER": "none",
+        }
+    )
     return env
 
 
@@ -429,7 +435,8 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = run_scratch_dir(tmp_path_factory) / "profiles" / PROFILE
     root.mkdir(parents=True, exist_ok=True)
     project = RenderCache(template_src, root).get("e2e", PROFILES[PROFILE])
-    env = _service_env({"UV_PYTHON": python})
+    spans = OtlpReceiver()
+    env = _service_env({"UV_PYTHON": python}, spans)
     with locked(root / "e2e.lock"):
         _run([uv, "sync"], cwd=project, env=env, timeout=SYNC_TIMEOUT)
     job = str(answers["project_slug"])
@@ -476,6 +483,7 @@ def stack(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     # Everything starts at once; each is then waited for (Prometheus retries its scrapes).
     with ExitStack() as processes:
+        processes.enter_context(spans)
         if enrichment is not None:
             processes.enter_context(enrichment)
         waits: list[tuple[str, Callable[[], bool], subprocess.Popen[bytes], Path]] = []

@@ -26,6 +26,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 access_log = structlog.stdlib.get_logger("access")
+# Asked before each line: at WARNING (no access lines) the line's fields are not built.
+_access_level = logging.getLogger("access")
 logger = structlog.stdlib.get_logger(__name__)
 
 
@@ -107,14 +109,16 @@ class RequestContextMiddleware:
             await response(scope, receive, send_with_request_id)
         finally:
             # Server errors at error level, so alerting on log level catches them.
-            access_log.log(
-                logging.ERROR if status >= 500 else logging.INFO,
-                "request",
-                method=scope["method"],
-                route=route_template(scope),
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
+            level = logging.ERROR if status >= 500 else logging.INFO
+            if _access_level.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "request",
+                    method=scope["method"],
+                    route=route_template(scope),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
             structlog.contextvars.clear_contextvars()
 
 
@@ -196,12 +200,22 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL_MESSAGE = "NUL characters are not accepted"
 
 
-def _is_json(scope: Scope) -> bool:
+def _json_body_declared(scope: Scope) -> bool:
+    """Whether the request may carry a JSON body.
+
+    In HTTP/1.x a request has a body only if it says so, with Content-Length or
+    Transfer-Encoding (RFC 9112 section 6.3): most GETs need no read. Other versions may
+    send one unannounced.
+    """
+    announced = scope.get("http_version") not in ("1.0", "1.1")
+    json = True  # FastAPI reads a body without a content type as JSON
     for name, value in scope["headers"]:
         if name == b"content-type":
             media_type: bytes = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json" or media_type.endswith(b"+json")
-    return True  # FastAPI reads a body without a content type as JSON
+            json = media_type == b"application/json" or media_type.endswith(b"+json")
+        elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            announced = True
+    return announced and json
 
 
 class RejectNulMiddleware:
@@ -222,7 +236,7 @@ class RejectNulMiddleware:
             await self.app(scope, receive, send)
             return
         fields = _nul_outside_body(scope)
-        if not fields and _is_json(scope):
+        if not fields and _json_body_declared(scope):
             try:
                 body, receive = await read_body(receive)
             except HTTPException as exc:  # the size limit, while the body streams in
@@ -265,8 +279,10 @@ async def read_body(receive: Receive) -> tuple[bytes, Receive]:
 
 def _nul_outside_body(scope: Scope) -> list[str]:
     fields = ["path"] if "\x00" in scope["path"] else []
-    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    fields += [f"query.{_printable(name)}" for name, value in query if "\x00" in name + value]
+    raw_query: bytes = scope["query_string"]
+    if b"%00" in raw_query or b"\x00" in raw_query:
+        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+        fields += [f"query.{_printable(n)}" for n, value in query if "\x00" in n + value]
     headers = scope["headers"]
     fields += [f"header.{name.decode('latin-1')}" for name, value in headers if b"\x00" in value]
     return fields
