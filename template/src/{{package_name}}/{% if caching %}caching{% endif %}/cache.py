@@ -120,6 +120,10 @@ class Cache:
         ``name`` is a family of entries (a metric label: a fixed word such as ``item``);
         ``tags`` name what the value was computed from, for :meth:`invalidate`.
         """
+        if not self.settings.enabled:
+            # Off means as without the slice: each read computes, none shares another's.
+            self._observer.lookup(name, Lookup.BYPASS)
+            return await compute()
         scope = self._scope()
         if scope is None:
             # Per tenant, outside any: nothing this computes may be read by a tenant.
@@ -130,7 +134,7 @@ class Cache:
         # Concurrent reads share a lookup or a computation only within one epoch: a read
         # that starts after an invalidation never joins one that started before it.
         flight = f"{plain_key}#{self._epoch}"
-        if not self.settings.enabled or self._bypassing():
+        if self._bypassing():
             self._observer.lookup(name, Lookup.BYPASS)
             return await self._single_flight(flight, compute)
         try:
