@@ -2,10 +2,10 @@
 
 OpenTelemetry's SQLAlchemy instrumentation builds every statement's attributes and asks
 the sampler before it knows whether anything records, and adds a span per connection
-checkout: about 170 µs per item read that records nothing (docs/performance.md). These
-hooks look at the current span first and return at once unless it records; inside a
-recorded trace they make the span the instrumentation would, with the same names and
-attributes, so dashboards and trace queries read them alike.
+checkout: about 170 µs per item read that records nothing. These hooks look at the
+current span first and return at once unless it records; inside a recorded trace they
+make the span the instrumentation would, with the same names and attributes, so
+dashboards and trace queries read them alike.
 """
 
 from typing import Any

@@ -1,11 +1,11 @@
 """The server span's way in: requests that record nothing skip OpenTelemetry's middleware.
 
 The FastAPI instrumentation matches the request against every route, builds the span's
-attributes and updates its (here unused) HTTP metrics before the sampler decides, and does
-all of it again for requests the sampler drops: about 115 µs per request
-(docs/performance.md). The service knows two kinds of request that will not be recorded
-before any of that: those whose caller said "not sampled" in ``traceparent``, and, while
-nothing exports spans, those that would start a trace here. Those go straight to the rest
+attributes and updates its (here unused) HTTP metrics before the sampler decides, so a
+request the sampler drops pays for all of it too: about 115 µs, measured on an item read.
+The service knows two kinds of request that will not be recorded before any of that:
+those whose caller said "not sampled" in ``traceparent``, and, while nothing exports
+spans, those that would start a trace here. Those go straight to the rest
 of the application, with the context the SDK would have given them; every other request
 goes through the instrumentation, whose sampler decides as before.
 """
