@@ -48,6 +48,8 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as harness  # benchmarks/run.py: render, install, serve, load
 from helpers import snapshot_working_tree  # tests/helpers.py, on the path run.py set
+from matrix import BASE_ANSWERS as TEST_BASE_ANSWERS
+from matrix import PROFILES as TEST_PROFILES
 
 ROUTES = {
     # route: (the service's path, the bare app's path)
@@ -62,14 +64,11 @@ SERVED = {
     # wrk's connections are one client: more than the default 32 in progress would be 429s.
     "APP_PROTECTION__ABUSE__MAX_CONCURRENT_PER_CLIENT": "1000",
 }
+# Every optional slice off: the template tests' bare profile, without its project name.
 OFF: dict[str, Any] = {
-    "metrics": False,
-    "tracing": False,
-    "feature_flags": False,
-    "circuit_breakers": False,
-    "caching": False,
-    "request_protection": False,
-    "kubernetes": False,
+    question: answer
+    for question, answer in TEST_PROFILES["bare"].items()
+    if question not in TEST_BASE_ANSWERS
 }
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
