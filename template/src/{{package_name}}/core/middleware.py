@@ -208,14 +208,14 @@ def _json_body_declared(scope: Scope) -> bool:
     send one unannounced.
     """
     announced = scope.get("http_version") not in ("1.0", "1.1")
-    json = True  # FastAPI reads a body without a content type as JSON
+    is_json = True  # FastAPI reads a body without a content type as JSON
     for name, value in scope["headers"]:
         if name == b"content-type":
             media_type: bytes = value.split(b";", 1)[0].strip().lower()
-            json = media_type == b"application/json" or media_type.endswith(b"+json")
+            is_json = media_type == b"application/json" or media_type.endswith(b"+json")
         elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             announced = True
-    return announced and json
+    return announced and is_json
 
 
 class RejectNulMiddleware:

@@ -14,8 +14,8 @@ from typing import Any, Protocol, cast
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.asgi import asgi_getter
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_getter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,27 +32,22 @@ class TraceStarts(Protocol):
 
 
 class RecordedRequestsOnly:
-    """In front of OpenTelemetry's ASGI middleware (``traced``), whose wrapped application
-    is ``untraced``."""
+    """In front of OpenTelemetry's ASGI middleware; ``ids`` are the tracer provider's, for
+    the span ids of requests the caller did not sample."""
 
     def __init__(
-        self,
-        traced: ASGIApp,
-        untraced: ASGIApp,
-        starts_traces: TraceStarts,
-        ids: IdGenerator | None = None,
+        self, traced: OpenTelemetryMiddleware, starts_traces: TraceStarts, ids: IdGenerator
     ) -> None:
-        self.traced = traced
-        self.untraced = untraced
         # FastAPI looks for the instrumentation down the ``app`` attributes; where it finds
         # none, its own (native) tracing would make spans of every request besides.
         self.app = traced
+        self.untraced: ASGIApp = traced.app
         self.starts_traces = starts_traces
-        self.ids = ids or RandomIdGenerator()
+        self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.traced(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         if scope["path"].startswith(UNTRACED_PATHS):
             # The instrumentation's excluded URLs: no span either way.
@@ -60,7 +55,7 @@ class RecordedRequestsOnly:
             return
         recorded, unrecorded = self._decide(scope)
         if recorded:
-            await self.traced(scope, receive, send)
+            await self.app(scope, receive, send)
         elif unrecorded is None:
             await self.untraced(scope, receive, send)
         else:
