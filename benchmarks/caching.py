@@ -393,7 +393,7 @@ def benchmark(workdir: Path, args: argparse.Namespace) -> None:
             )
             for profile, app, ids in prepared:
                 rows, outcomes[profile.name] = bench_profile(
-                    app, log, profile, ids, options, sink.endpoint
+                    app, log, profile, ids, options, sink.url
                 )
                 results += rows
         if not args.no_micro:

@@ -500,7 +500,7 @@ def over_http(
         for index, wait in enumerate(args.http_waits):
             env = {
                 "APP_ML__BATCH_WAIT_MS": f"{wait:g}",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
                 **ONE_CLIENT,
             }
             label = f"wait {wait:g} ms"

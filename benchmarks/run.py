@@ -28,14 +28,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -106,7 +104,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 # Renders come from the same working-tree snapshot the template's tests use.
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-from helpers import snapshot_working_tree  # noqa: E402
+from helpers import OtlpReceiver, snapshot_working_tree  # noqa: E402
 
 WRK_SCRIPT = HERE / "wrk.lua"
 BARE_APP = "bare_app:app"  # benchmarks/bare_app.py, loaded with --app-dir
@@ -484,42 +482,10 @@ def serving(app: App, log: IO[bytes], core: int | None, **env: str) -> Iterator[
         stop(process)
 
 
-class OtlpSink(ThreadingHTTPServer):
-    """Accepts OTLP/HTTP exports and counts their bytes, as a collector would receive them."""
-
-    def __init__(self) -> None:
-        self.received_bytes = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                sink.received_bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass  # the exporter posts every few seconds; nothing to report
-
-        super().__init__((HOST, 0), Handler)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}"
-
-
-@contextlib.contextmanager
-def otlp_sink() -> Iterator[OtlpSink]:
-    sink = OtlpSink()
-    thread = threading.Thread(target=sink.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield sink
-    finally:
-        sink.shutdown()
-        sink.server_close()
+def otlp_sink() -> OtlpReceiver:
+    """Where profiles with tracing export: an OTLP/HTTP endpoint in this process that
+    counts the bytes it receives (a context manager)."""
+    return OtlpReceiver()
 
 
 def seed_items(base_url: str, token: str, count: int) -> list[int]:
@@ -816,7 +782,7 @@ def benchmark(workdir: Path, options: Options) -> None:
         print(f"seeded {SEED_ITEMS} items each; loading (wrk, {WRK_THREADS} thread):", flush=True)
         results = [bench_bare(bare_app(prepared[0][1].python), log, options)]
         for profile, service, ids in prepared:
-            results += bench_service(service, log, profile, ids, options, sink.endpoint)
+            results += bench_service(service, log, profile, ids, options, sink.url)
         print(f"\nthe OTLP sink received {sink.received_bytes / 1e6:.1f} MB", flush=True)
     print()
     print(environment(found, options))

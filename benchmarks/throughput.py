@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     rows.append(cached)
                     if exporting:
-                        endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+                        endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
                         rows.append(
                             Row("exporting", service, {**env, **endpoint}, database, row.ids)
                         )

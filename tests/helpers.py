@@ -523,14 +523,21 @@ def _rebased(service: dict[str, Any], folder: Path, project: Path) -> dict[str, 
 
 
 class OtlpReceiver:
-    """Where a render's spans go when a test needs them recorded: an OTLP/HTTP endpoint
-    that accepts every export and keeps nothing (a service with no exporter records no
-    trace that starts in it). A context manager: it serves in a thread while entered."""
+    """Where a render's spans go when a test or a benchmark needs them recorded: an
+    OTLP/HTTP endpoint that accepts every export and keeps only the count of its bytes, as
+    a collector would receive them (a service with no exporter records no trace that
+    starts in it). A context manager: it serves in a thread while entered."""
 
     def __init__(self) -> None:
+        self.received_bytes = 0
+        receiver = self
+
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # the exporters keep their connections
+
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.received_bytes += len(body)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
