@@ -252,16 +252,20 @@ def on_core(command: list[str], core: int | None) -> list[str]:
     return command if core is None else ["taskset", "--cpu-list", str(core), *command]
 
 
-def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
+def ratio_parser(description: str) -> argparse.ArgumentParser:
     """The options of a script that compares renders row by row (graphql.py,
-    tenancy.py): seconds per row and of warm-up, wrk's connections, whether to keep the
-    renders. Exits when wrk is missing."""
+    tenancy.py, throughput.py): seconds per row and of warm-up, wrk's connections, whether
+    to keep the renders. A script adds its own to it."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--duration", type=int, default=10, help="seconds per row")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="keep the renders")
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def ratio_options_from(arguments: argparse.Namespace) -> Options:
+    """``ratio_parser``'s arguments as options. Exits when wrk is missing."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     return Options(
@@ -273,6 +277,10 @@ def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
         pin=False,
         profiles=(),
     )
+
+
+def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
+    return ratio_options_from(ratio_parser(description).parse_args(argv))
 
 
 # Given a profile and its render, the environment its server gets beyond the log level,

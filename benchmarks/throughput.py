@@ -33,10 +33,8 @@ Needs wrk and psql. From the repository root::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import shutil
 import statistics
 import sys
 import urllib.request
@@ -102,26 +100,12 @@ class Row:
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[harness.Options, int, bool]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.ratio_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every row")
-    parser.add_argument("--duration", type=int, default=8, help="seconds per row and round")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
-    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--exporting", action="store_true", help="add the exporting rows")
-    parser.add_argument("--keep", action="store_true", help="keep the renders and the log")
+    parser.set_defaults(duration=8)
     arguments = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: apt-get install -y wrk")
-    options = harness.Options(
-        duration=arguments.duration,
-        warmup=arguments.warmup,
-        connections=arguments.connections,
-        keep=arguments.keep,
-        json_path=None,
-        pin=False,
-        profiles=(),
-    )
-    return options, arguments.rounds, arguments.exporting
+    return harness.ratio_options_from(arguments), arguments.rounds, arguments.exporting
 
 
 def render(template: Path, workdir: Path, name: str, database_url: str) -> tuple[Path, str]:
