@@ -1,5 +1,6 @@
 """The items API end to end: every endpoint, its validation and its error paths."""
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -128,17 +129,134 @@ async def test_get_invalid_id_is_422(client: httpx.AsyncClient, item_id: str) ->
     assert_problem(await client.get(f"{ITEMS}/{item_id}"), 422)
 
 
-async def test_list_paginates_with_total(
+async def test_list_counts_only_when_asked(
     client: httpx.AsyncClient, user_headers: dict[str, str]
 ) -> None:
     for number in range(5):
         await create(client, user_headers, name=f"Item {number}", price_cents=number * 100)
-    response = await client.get(ITEMS, params={"limit": 2, "offset": 2, "sort": "name"})
+    params: dict[str, Any] = {"limit": 2, "offset": 2, "sort": "name"}
+    response = await client.get(ITEMS, params={**params, "include_total": "true"})
     assert response.status_code == 200
     page = response.json()
     assert page["total"] == 5
     assert (page["limit"], page["offset"]) == (2, 2)
     assert [item["name"] for item in page["items"]] == ["Item 2", "Item 3"]
+    assert page["next_cursor"] is not None
+
+    uncounted = (await client.get(ITEMS, params=params)).json()
+    assert uncounted["total"] is None
+    assert uncounted["items"] == page["items"]
+    last = (await client.get(ITEMS, params={**params, "offset": 3})).json()
+    assert [item["name"] for item in last["items"]] == ["Item 3", "Item 4"]
+    assert last["next_cursor"] is None
+
+
+async def _walk(client: httpx.AsyncClient, **params: Any) -> list[str]:
+    """The names on every page, following next_cursor from the first page."""
+    names: list[str] = []
+    cursor = None
+    while True:
+        query = params if cursor is None else {**params, "cursor": cursor}
+        response = await client.get(ITEMS, params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        names += [item["name"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return names
+        # A cursor's page never ends the list early: one that is full announces more.
+        assert len(page["items"]) == params["limit"]
+
+
+@pytest.mark.parametrize(
+    "sort", ["name", "-name", "price_cents", "-price_cents", "created_at", "-created_at"]
+)
+async def test_cursors_walk_the_whole_list_in_order(
+    client: httpx.AsyncClient, user_headers: dict[str, str], sort: str
+) -> None:
+    # Equal prices: ties go by id, across page boundaries too.
+    for number, price in enumerate([300, 100, 300, 200, 300, 100, 0]):
+        await create(client, user_headers, name=f"Item {number}", price_cents=price)
+    response = await client.get(ITEMS, params={"sort": sort, "limit": 100})
+    everything = [item["name"] for item in response.json()["items"]]
+    assert len(everything) == 7
+
+    assert await _walk(client, sort=sort, limit=2) == everything
+    assert await _walk(client, sort=sort, limit=3, min_price_cents=100) == [
+        name for name in everything if name != "Item 6"
+    ]
+
+
+async def test_a_cursor_keeps_its_place_when_earlier_items_come_and_go(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    for name in ("b", "c", "d", "e"):
+        await create(client, user_headers, name=name, price_cents=1)
+    first = (await client.get(ITEMS, params={"sort": "name", "limit": 2})).json()
+    assert [item["name"] for item in first["items"]] == ["b", "c"]
+    # An offset would now show "c" again; the cursor continues after "c".
+    await create(client, user_headers, name="a", price_cents=1)
+    after = {"sort": "name", "limit": 2, "cursor": first["next_cursor"]}
+    second = (await client.get(ITEMS, params=after)).json()
+    assert [item["name"] for item in second["items"]] == ["d", "e"]
+    assert second["offset"] == 0
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        # Four UTF-8 bytes each: the longest cursor an item can give.
+        "\U0001f600",
+        # Control characters, which JSON would spell in six bytes each.
+        "\x01",
+    ],
+)
+async def test_the_longest_names_give_cursors_the_list_takes(
+    client: httpx.AsyncClient, user_headers: dict[str, str], character: str
+) -> None:
+    longest, shorter = "a" + character * 99, "a" + character * 98
+    for name in (shorter, longest):
+        await create(client, user_headers, name=name, price_cents=1)
+    assert await _walk(client, sort="name", limit=1) == [shorter, longest]
+    assert await _walk(client, sort="-name", limit=1) == [longest, shorter]
+
+
+def _forged(sort: object, item_id: object, value: str) -> str:
+    text = json.dumps([sort, item_id]) + "\n" + value
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+async def test_list_refuses_cursors_it_did_not_give_out(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    for number in range(3):
+        await create(client, user_headers, name=f"Item {number}", price_cents=number)
+    cursor = (await client.get(ITEMS, params={"limit": 1, "sort": "name"})).json()["next_cursor"]
+    lone_surrogate = base64.urlsafe_b64encode(b'["name",1]\n\xed\xa0\x80').decode()
+    refused = [
+        {"cursor": cursor, "sort": "price_cents"},
+        {"cursor": cursor, "sort": "name", "offset": 1},
+        {"cursor": "forged"},
+        {"cursor": "x" * 601},
+        {"cursor": "abc=="},
+        {"cursor": base64.urlsafe_b64encode(b"[" * 400).decode()},
+        {"cursor": _forged("created_at", 1, "2026-01-01T00:00:00")},
+        {"cursor": _forged("created_at", 1, "0001-01-01T00:00:00+05:00")},
+        # price_cents is a 32-bit column: a larger number would fail in PostgreSQL.
+        {"cursor": _forged("price_cents", 1, str(2**31)), "sort": "price_cents"},
+        {"cursor": _forged("price_cents", 1, "1.5"), "sort": "price_cents"},
+        {"cursor": _forged("name", 1, "a\x00"), "sort": "name"},
+        {"cursor": lone_surrogate, "sort": "name"},
+        {"cursor": _forged("name", True, "Item 0"), "sort": "name"},
+        {"cursor": _forged("name", 2**63, "Item 0"), "sort": "name"},
+        {"cursor": _forged("password", 1, "x")},
+    ]
+    for params in refused:
+        problem = assert_problem(await client.get(ITEMS, params=params), 422)
+        assert [error["field"] for error in problem["errors"]] == ["query.cursor"], params
+    # The cursor itself continues its own sort.
+    page = (await client.get(ITEMS, params={"cursor": cursor, "sort": "name"})).json()
+    assert [item["name"] for item in page["items"]] == ["Item 1", "Item 2"]
 
 
 async def test_list_filters_and_sorts(

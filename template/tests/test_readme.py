@@ -1,5 +1,6 @@
 """The README's account of the API matches what the service accepts."""
 
+import json
 import re
 from pathlib import Path
 
@@ -32,7 +33,12 @@ async def test_readme_lists_each_list_parameter_with_its_default_and_bounds(
     assert rows.keys() == schemas.keys()
     for name, schema in schemas.items():
         default, accepted = rows[name]
-        assert default == (f"`{schema['default']}`" if "default" in schema else "none"), name
+        if "default" in schema:
+            # As a URL spells it: a flag's default is false, not Python's False.
+            spelled = json.dumps(schema["default"]).strip('"')
+            assert default == f"`{spelled}`", name
+        else:
+            assert default == "none", name
         # An optional parameter's bounds sit in the non-null branch of its anyOf.
         (value_schema,) = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
         for bound in ("minimum", "maximum", "maxLength"):

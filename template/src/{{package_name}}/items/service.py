@@ -1,6 +1,6 @@
 """Item use cases. Raises problem errors; knows nothing about HTTP requests."""
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -11,7 +11,19 @@ from ..core.representations import Representation
 from ..core.tenant import current_tenant
 from .changes import ChangeKind, ItemChange, ItemChanges
 from .models import Item
-from .schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
+from .schemas import ItemCreate, ItemPage, ItemPosition, ItemQuery, ItemRead, ItemUpdate
+
+
+def _matching(query: ItemQuery) -> list[ColumnElement[bool]]:
+    """The query's filters as conditions on items."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.q:
+        conditions.append(Item.name.icontains(query.q, autoescape=True))
+    if query.min_price_cents is not None:
+        conditions.append(Item.price_cents >= query.min_price_cents)
+    if query.max_price_cents is not None:
+        conditions.append(Item.price_cents <= query.max_price_cents)
+    return conditions
 
 
 class ItemService:
@@ -44,36 +56,51 @@ class ItemService:
 
     async def read_page(self, query: ItemQuery) -> Representation:
         """A page of items as ``GET /items`` sends it, tagged by its content."""
-        items, total = await self.list(query)
+        items, more = await self.list(query)
+        reads = [ItemRead.model_validate(item) for item in items]
         page = ItemPage(
-            items=[ItemRead.model_validate(item) for item in items],
-            total=total,
+            items=reads,
+            next_cursor=ItemPosition.of(reads[-1], query.sort).cursor() if more else None,
+            total=await self.count(query) if query.include_total else None,
             limit=query.limit,
             offset=query.offset,
         )
         return Representation.of(page)
 
-    async def list(self, query: ItemQuery) -> tuple[list[Item], int]:
-        conditions: list[ColumnElement[bool]] = []
-        if query.q:
-            conditions.append(Item.name.icontains(query.q, autoescape=True))
-        if query.min_price_cents is not None:
-            conditions.append(Item.price_cents >= query.min_price_cents)
-        if query.max_price_cents is not None:
-            conditions.append(Item.price_cents <= query.max_price_cents)
-        total = await self._session.scalar(
-            select(func.count()).select_from(Item).where(*conditions)
-        )
+    async def list(self, query: ItemQuery) -> tuple[list[Item], bool]:
+        """The page ``query`` asks for, and whether more items follow it."""
         column = getattr(Item, query.sort.removeprefix("-"))
-        order = column.desc() if query.sort.startswith("-") else column.asc()
+        descending = query.sort.startswith("-")
+        conditions = _matching(query)
+        after = query.after()
+        if after is not None:
+            # The rows after the cursor's in ORDER BY's order: (value, id) with value in
+            # the sort's direction and ties by ascending id. The first condition alone
+            # bounds the sort column's index; without it the OR would read it all.
+            if descending:
+                conditions.append(column <= after.value)
+                conditions.append(or_(column < after.value, Item.id > after.id))
+            else:
+                conditions.append(column >= after.value)
+                conditions.append(or_(column > after.value, Item.id > after.id))
+        # One row more than the page: whether it exists says if a next page does,
+        # without counting every match.
         rows = await self._session.scalars(
             select(Item)
             .where(*conditions)
-            .order_by(order, Item.id.asc())
-            .limit(query.limit)
+            .order_by(column.desc() if descending else column.asc(), Item.id.asc())
+            .limit(query.limit + 1)
             .offset(query.offset)
         )
-        return list(rows), total or 0
+        items = list(rows)
+        return items[: query.limit], len(items) > query.limit
+
+    async def count(self, query: ItemQuery) -> int:
+        """How many items match the query's filters, on every page."""
+        total = await self._session.scalar(
+            select(func.count()).select_from(Item).where(*_matching(query))
+        )
+        return total or 0
 
     async def update(self, item: Item, changes: ItemUpdate) -> Item:
         for field, value in changes.model_dump(exclude_unset=True).items():

@@ -18,6 +18,7 @@ from ..items.schemas import (
     DEFAULT_PAGE_SIZE,
     ItemCreate,
     ItemPage,
+    ItemPosition,
     ItemQuery,
     ItemRead,
     ItemUpdate,
@@ -36,10 +37,8 @@ from .types import (
     ItemSort,
     PageInfo,
     UpdateItemInput,
-    cursor_at,
     id_of,
     item_id,
-    offset_after,
 )
 
 Info = strawberry.Info[GraphQLContext, None]
@@ -58,7 +57,7 @@ _INPUT_NAMES = {
 }
 _ARGUMENT_NAMES = {
     "limit": "first",
-    "offset": "after",
+    "cursor": "after",
     "q": "filter.nameContains",
     "min_price_cents": "filter.minPriceCents",
     "max_price_cents": "filter.maxPriceCents",
@@ -118,14 +117,13 @@ async def items(
     filter: ItemFilter | None = None,
     sort: ItemSort = ItemSort.CREATED_ASC,
 ) -> ItemConnection:
-    start = 0 if after is None else offset_after(after)
-    if start is None:
-        raise InvalidArgumentError("after is not a cursor this API gave out", field="after")
+    if after is not None:
+        _check_cursor(after, sort)
     filters = filter or ItemFilter()
     try:
         query = ItemQuery(
             limit=first,
-            offset=start,
+            cursor=after,
             q=filters.name_contains,
             min_price_cents=filters.min_price_cents,
             max_price_cents=filters.max_price_cents,
@@ -136,20 +134,35 @@ async def items(
     async with info.context.items() as service:
         representation = await service.read_page(query)
     page = ItemPage.model_validate_json(representation.body)
+    # REST's cursors: an edge's continues the list after its item.
     edges = [
-        ItemEdge(cursor=cursor_at(start + index), node=Item.of(read))
-        for index, read in enumerate(page.items)
+        ItemEdge(cursor=ItemPosition.of(read, query.sort).cursor(), node=Item.of(read))
+        for read in page.items
     ]
     return ItemConnection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=start + len(page.items) < page.total,
-            has_previous_page=start > 0,
+            has_next_page=page.next_cursor is not None,
+            # Relay lets forward paging answer this cheaply: after a cursor, its item
+            # came before (unless deleted since).
+            has_previous_page=after is not None,
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        total_count=page.total,
+        query=query,
     )
+
+
+def _check_cursor(after: str, sort: ItemSort) -> None:
+    try:
+        position = ItemPosition.from_cursor(after)
+    except ValueError:
+        raise InvalidArgumentError(
+            "after is not a cursor this API gave out", field="after"
+        ) from None
+    if position.sort != sort.key:
+        (given_for,) = [other.name for other in ItemSort if other.key == position.sort]
+        raise InvalidArgumentError(f"after continues the list sorted by {given_for}", field="after")
 
 
 async def create_item(info: Info, input: CreateItemInput) -> Item:

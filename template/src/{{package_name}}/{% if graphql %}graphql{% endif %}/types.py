@@ -1,7 +1,5 @@
 """The GraphQL types: the items as REST shows them, in GraphQL's naming."""
 
-import base64
-import binascii
 import re
 from datetime import datetime
 from enum import Enum
@@ -9,7 +7,7 @@ from enum import Enum
 import strawberry
 
 from ..items.models import Item as ItemRow
-from ..items.schemas import ItemRead, SortKey
+from ..items.schemas import ItemQuery, ItemRead, SortKey
 from .permissions import AdminOnly
 
 
@@ -115,11 +113,22 @@ class PageInfo:
     end_cursor: str | None
 
 
+async def resolve_total_count(root: "ItemConnection", info: strawberry.Info) -> int:
+    async with info.context.items() as service:
+        count: int = await service.count(root.query)
+    return count
+
+
 @strawberry.type(description="A page of items (the Relay connection form).")
 class ItemConnection:
     edges: list[ItemEdge]
     page_info: PageInfo
-    total_count: int
+    # Counted only when selected (one more query), as REST counts with include_total.
+    total_count: int = strawberry.field(
+        resolver=resolve_total_count, description="Items matching the filter, on every page."
+    )
+    # What the page was asked with, for the count.
+    query: strawberry.Private[ItemQuery]
 
 
 @strawberry.input
@@ -163,26 +172,3 @@ class ItemChanged:
     item: Item | None = strawberry.field(
         resolver=resolve_changed_item, description="Its state now; null once deleted."
     )
-
-
-# Cursors are opaque to clients: the position in the ordered, filtered list, as REST's
-# offset. Base64 keeps clients from building them; the prefix from confusing other ids.
-_CURSOR_PREFIX = "item-offset:"
-# ASCII digits only: str.isdigit() would take other scripts' digits too.
-_OFFSET = re.compile(r"[0-9]{1,9}")
-
-
-def cursor_at(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{offset}".encode()).decode()
-
-
-def offset_after(cursor: str) -> int | None:
-    """The offset following ``cursor``, or None when it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
-    except (UnicodeError, binascii.Error, ValueError):
-        return None
-    number = text.removeprefix(_CURSOR_PREFIX)
-    if number == text or not _OFFSET.fullmatch(number):
-        return None
-    return int(number) + 1
