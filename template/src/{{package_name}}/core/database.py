@@ -1,5 +1,7 @@
 """Async SQLAlchemy engine and sessions, one engine per application instance."""
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -82,8 +84,62 @@ def conflict_insert(dialect: str) -> Callable[..., postgresql.Insert | sqlite.In
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+class _RollbackOnClose(sqlite3.Connection):
+    """The service's SQLite connections: closing one ends its transaction first.
+
+    SQLite keeps a connection closed while a statement of it is unfinished (the rows of an
+    ``INSERT ... RETURNING`` that a cut request never fetched) until that statement is
+    finalized, with the cursor holding it; its transaction lives on meanwhile, and with a
+    write, the database's write lock: every write after it waited out its timeout until
+    garbage collection freed the cursor. A rollback ends the transaction whatever cursors
+    are left.
+    """
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # closed already: nothing to end
+            self.rollback()
+        super().close()
+
+
+def _stop_thread_once(driver_connection: Any) -> None:
+    """Makes an aiosqlite connection stop its thread once, and close the database
+    connection before it does.
+
+    A statement cut by a cancellation (a request's deadline, a client gone) makes
+    SQLAlchemy terminate its connection: it starts a graceful ``close()`` in a task of its
+    own and, cancelled again at once by the anyio cancel scope, stops the connection's
+    thread. aiosqlite 0.22's ``close()`` then forgets the database connection before the
+    thread, still busy with the cut statement, comes to close it, so a write transaction
+    that statement opened kept the database's write lock until garbage collection; and it
+    ends with a second ``stop()``, queued to a thread that has left, which it awaits
+    forever (a task leaked per cut request, a process that never finished shutting down).
+    Here the first ``stop()`` is the only one, and a ``close()`` after it waits for the
+    thread to close the connection as it stops.
+    """
+    stop, close = driver_connection.stop, driver_connection.close
+    stopping: list[Any] = []
+
+    def stop_once() -> Any:
+        if not stopping:
+            stopping.append(stop())
+        return stopping[0]
+
+    async def close_unless_stopping() -> None:
+        if not stopping:
+            await close()
+        elif stopping[0] is not None:  # None: stopped with no event loop to tell
+            await stopping[0]
+
+    driver_connection.stop = stop_once
+    driver_connection.close = close_unless_stopping
+
+
 def configure_sqlite(dbapi_connection: object, _: object = None) -> None:
     """Run on each new SQLite connection (the service's and the migrations')."""
+    # The service's (aiosqlite) connections; the migrations' are plain sqlite3 ones.
+    driver_connection = getattr(dbapi_connection, "driver_connection", None)
+    if driver_connection is not None:
+        _stop_thread_once(driver_connection)
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     # Write-ahead logging: readers never block a writer's commit, nor a writer the readers.
@@ -142,8 +198,11 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     sqlite = url.startswith("sqlite")
     connect_args: dict[str, Any]
     if sqlite:
-        # How long a statement waits for another connection's write lock before failing.
-        connect_args = {"timeout": settings.statement_timeout_seconds}
+        connect_args = {
+            # How long a statement waits for another connection's write lock before failing.
+            "timeout": settings.statement_timeout_seconds,
+            "factory": _RollbackOnClose,
+        }
     else:
         statement_timeout_ms = round(settings.statement_timeout_seconds * 1000)
         connect_args = {
