@@ -92,8 +92,11 @@ class ProjectionRunner:
                 )
                 await session.execute(statement.on_conflict_do_nothing())
 
-    async def step(self, name: str) -> int:
-        """Applies the next batch of events to one projection; how many it applied."""
+    async def step(self, name: str, *, wait: bool = False) -> int:
+        """Applies the next batch of events to one projection; how many it applied.
+
+        While another transaction applies the projection, returns 0 at once, or with
+        ``wait`` waits for it to commit and goes on from where it stopped."""
         projection = self.projection(name)
         async with self.sessions() as session:
             # Read first, lock only when there is work: idle polls write nothing.
@@ -110,7 +113,7 @@ class ProjectionRunner:
         if position >= head:
             return 0
         async with self.sessions() as session, session.begin():
-            position = await _claim(session, name, wait=False)
+            position = await _claim(session, name, wait=wait)
             if position is None:
                 return 0
             events = await self.store.read_all(session, after=position, limit=self.batch_size)
@@ -128,10 +131,12 @@ class ProjectionRunner:
         self.observer.projection_position(name, max(0, head - position))
         return len(events)
 
-    async def catch_up(self) -> None:
-        """Applies every event committed so far to every projection."""
+    async def catch_up(self, *, wait: bool = False) -> None:
+        """Applies every event committed so far to every projection. A batch another
+        transaction is applying is left to it, or with ``wait`` waited for: only then
+        are all events applied on return."""
         for name in self.projections:
-            while await self.step(name) == self.batch_size:
+            while await self.step(name, wait=wait) == self.batch_size:
                 pass
 
     async def rebuild(self, name: str) -> int:
