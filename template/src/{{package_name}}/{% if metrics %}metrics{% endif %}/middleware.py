@@ -7,6 +7,8 @@ own. This gauge keeps the ``method`` label the dashboards group by, with unknown
 folded into OTHER.
 """
 
+from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .instruments import HTTP_REQUESTS_IN_PROGRESS
@@ -33,3 +35,18 @@ class InProgressMiddleware:
             await self.app(scope, receive, send)
         finally:
             in_progress.dec()
+
+
+class RequestMetricsMiddleware(PrometheusInstrumentatorMiddleware):
+    """The instrumentator's middleware without its route lookup.
+
+    Before each request it matches the path against every route, to find the handler's
+    template for its exclusion patterns and its ``handler`` label. This service has no
+    exclusion patterns and labels by the route the router itself matched
+    (``route_template``, in setup.py), so that lookup was wasted: about 45 µs of an
+    in-process ``/health/live`` of 300, more with more routes.
+    """
+
+    def _get_handler(self, request: Request) -> tuple[str, bool]:
+        # Templated, so the instrumentator groups nothing under "none".
+        return "", True

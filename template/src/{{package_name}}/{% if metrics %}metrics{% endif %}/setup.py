@@ -4,13 +4,12 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
 
 from ..core.middleware import route_template
 from ..core.slices import ExemplarSource, Extensions
 from .instruments import HTTP_REQUEST_DURATION, HTTP_REQUEST_DURATION_EXEMPLARS, HTTP_REQUESTS
-from .middleware import InProgressMiddleware, method_label
+from .middleware import InProgressMiddleware, RequestMetricsMiddleware, method_label
 from .replicas import ReplicaMetrics
 
 # Statuses are counted by class (2xx, 3xx, 4xx, 5xx), the instrumentator's grouping: few
@@ -24,11 +23,11 @@ def instrument_metrics(app: FastAPI, extensions: Extensions) -> None:
 
     With the tracing slice on, its ``exemplar`` links latency samples to traces.
     """
-    Instrumentator(
+    app.add_middleware(
+        RequestMetricsMiddleware,
         should_group_status_codes=True,
-        # Unmatched paths are counted (a flood of 404s is worth seeing) under one label.
-        should_ignore_untemplated=False,
-    ).add(request_recorder(extensions.exemplar)).instrument(app)
+        instrumentations=[request_recorder(extensions.exemplar)],
+    )
     app.add_middleware(InProgressMiddleware)
     export_every_route_at_zero(app)
     if app.state.settings.database.replica_urls:
