@@ -324,7 +324,8 @@ def project_tools_env(answers: Mapping[str, Any], extra: Mapping[str, str]) -> d
     """Environment for a render's own Makefile: uv and the render's Python, ``CI=true``.
 
     ``CI=true`` makes a generated test whose server is missing fail instead of skip, and
-    ``-rs`` lists any skip with its reason in the output a failure message shows.
+    ``-rfEs`` ends the output with each failure, error and skip on a line of its own: the
+    tail of the output, which a failure message keeps whatever is cut from the middle.
     """
     uv = find_uv()
     require(uv is not None, "uv is not installed (the rendered Makefile runs everything with uv)")
@@ -334,7 +335,7 @@ def project_tools_env(answers: Mapping[str, Any], extra: Mapping[str, str]) -> d
     require(python is not None, f"no Python {version} interpreter found for the render")
     assert python is not None
     return project_env(
-        {"UV": uv, "UV_PYTHON": python, "CI": "true", "PYTEST_ADDOPTS": "-rs", **extra}
+        {"UV": uv, "UV_PYTHON": python, "CI": "true", "PYTEST_ADDOPTS": "-rfEs", **extra}
     )
 
 
