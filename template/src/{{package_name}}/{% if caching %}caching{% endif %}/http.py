@@ -1,7 +1,7 @@
 """HTTP caching headers: what browsers, proxies and CDNs may keep, and how to purge it.
 
-Routes opt in by name with a :class:`CachePolicy`; the middleware adds to their 200 and
-304 answers to GET and HEAD:
+Routes opt in by name with a :class:`CachePolicy` (``apply_policies``); the middleware
+adds to their 200 and 304 answers to GET and HEAD:
 
 * ``Cache-Control: public, max-age=..., s-maxage=..., stale-while-revalidate=...,
   stale-if-error=...`` (RFC 9111, RFC 5861);
@@ -77,17 +77,29 @@ def _authenticated(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
-class CacheHeadersMiddleware:
-    """Adds the headers of :class:`CachePolicy` to the routes named in ``policies``."""
+# The attribute of a route object (the one the router matches) that carries its policy;
+# set by ``apply_policies`` and read per request off ``scope["route"]``.
+_POLICY_ATTRIBUTE = "cache_policy"
 
-    def __init__(self, app: ASGIApp, *, policies: Mapping[str, CachePolicy]) -> None:
+
+@dataclass(frozen=True)
+class _AppliedPolicy:
+    policy: CachePolicy
+    # Rendered once: the headers of a policy do not change between requests.
+    cache_control: str
+    cdn_cache_control: str
+
+
+class CacheHeadersMiddleware:
+    """Adds the headers of the matched route's :class:`CachePolicy`, and ``private,
+    no-store`` to authenticated answers of routes without one.
+
+    One for the whole service: the slices that own routes give them policies with
+    ``apply_policies``, and the policy travels with the route the router matched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.policies = dict(policies)
-        # Rendered once: the headers of a policy do not change between requests.
-        self._rendered = {
-            name: (policy.cache_control(), policy.cdn_cache_control())
-            for name, policy in self.policies.items()
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
@@ -96,47 +108,55 @@ class CacheHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self._add_headers(scope, message)
+                _add_headers(scope, message)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    def _add_headers(self, scope: Scope, message: Message) -> None:
-        headers = MutableHeaders(scope=message)
-        if message["status"] not in CACHEABLE_STATUSES or "cache-control" in headers:
-            return
-        route_name = getattr(scope.get("route"), "name", None)
-        if not isinstance(route_name, str) or route_name not in self.policies:
-            if _authenticated(scope):
-                headers["Cache-Control"] = PRIVATE
-            return
-        policy = self.policies[route_name]
-        for_tenant = current_tenant.get() is not None
-        if for_tenant or (_authenticated(scope) and not policy.shared_when_authenticated):
+
+def _add_headers(scope: Scope, message: Message) -> None:
+    headers = MutableHeaders(scope=message)
+    if message["status"] not in CACHEABLE_STATUSES or "cache-control" in headers:
+        return
+    applied = getattr(scope.get("route"), _POLICY_ATTRIBUTE, None)
+    if not isinstance(applied, _AppliedPolicy):
+        if _authenticated(scope):
             headers["Cache-Control"] = PRIVATE
-            return
-        cache_control, cdn_cache_control = self._rendered[route_name]
-        headers["Cache-Control"] = cache_control
-        headers["CDN-Cache-Control"] = cdn_cache_control
-        tags = policy.tags(scope.get("path_params", {}))
-        if tags:
-            headers["Surrogate-Key"] = " ".join(tags)
-            headers["Cache-Tag"] = ",".join(tags)
+        return
+    for_tenant = current_tenant.get() is not None
+    if for_tenant or (_authenticated(scope) and not applied.policy.shared_when_authenticated):
+        headers["Cache-Control"] = PRIVATE
+        return
+    headers["Cache-Control"] = applied.cache_control
+    headers["CDN-Cache-Control"] = applied.cdn_cache_control
+    tags = applied.policy.tags(scope.get("path_params", {}))
+    if tags:
+        headers["Surrogate-Key"] = " ".join(tags)
+        headers["Cache-Tag"] = ",".join(tags)
 
 
-def document_policies(
+def apply_policies(
     app: FastAPI, routes: Iterable[BaseRoute], policies: Mapping[str, CachePolicy]
 ) -> None:
-    """Adds the headers the policies send to the 200 and 304 of ``routes`` (a router's:
-    the app holds included routers, not their routes) in the OpenAPI document, so that it
-    describes what the service answers."""
+    """Gives ``routes`` (a router's: the app holds included routers, not their routes)
+    the policies named after them, and adds the headers those send to their 200 and 304
+    in the OpenAPI document, so that it describes what the service answers.
+
+    A slice calls it from its ``instrument`` hook. A policy that names none of the routes
+    is refused: it would silently cache nothing.
+    """
     headers = {
         name: {"description": description, "schema": {"type": "string"}}
         for name, description in DOCUMENTED_HEADERS.items()
     }
+    unused = set(policies)
     for route in routes:
         if not isinstance(route, APIRoute) or route.name not in policies:
             continue
+        policy = policies[route.name]
+        unused.discard(route.name)
+        applied = _AppliedPolicy(policy, policy.cache_control(), policy.cdn_cache_control())
+        setattr(route, _POLICY_ATTRIBUTE, applied)
         # Copies: routes may share their response descriptions (the items' ETag header).
         responses = dict(route.responses)
         for status in (200, 304):
@@ -144,4 +164,6 @@ def document_policies(
             response["headers"] = {**response.get("headers", {}), **headers}
             responses[status] = response
         route.responses = responses
+    if unused:
+        raise ValueError(f"cache policies for no route: {', '.join(sorted(unused))}")
     app.openapi_schema = None
