@@ -1,7 +1,9 @@
 """Async SQLAlchemy engine and sessions, one engine per application instance."""
 
+import asyncio
 import contextlib
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,7 +18,10 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
+from sqlalchemy.util import queue as sqlalchemy_queue
 
 from .health import readiness_checks
 from .settings import DatabaseSettings
@@ -178,6 +183,63 @@ async def one_connection(url: str | URL, **options: Any) -> AsyncIterator[AsyncC
         await engine.dispose()
 
 
+class _FirstComeFirstServed(sqlalchemy_queue.AsyncAdaptedQueue[ConnectionPoolEntry]):
+    """The pool's idle connections, handed to checkouts in the order they began to wait.
+
+    SQLAlchemy's asyncio queue (an ``asyncio.Queue``) wakes the longest waiting checkout
+    when a connection comes back, but a checkout arriving before that one runs takes the
+    connection instead, and the woken one queues again at the back. Under sustained load
+    (more requests than connections) a few requests lost that race again and again: on
+    PostgreSQL under 32 concurrent reads with 15 connections, the median read took 50 ms
+    and a few dozen a run more than 2 s, up to the pool timeout. Here a connection that
+    comes back goes to the first waiting checkout, and a checkout that finds others
+    waiting waits behind them.
+    """
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        super().__init__(maxsize, use_lifo)
+        self._waiting: deque[asyncio.Future[ConnectionPoolEntry]] = deque()
+
+    def put_nowait(self, item: ConnectionPoolEntry) -> None:
+        while self._waiting:
+            handoff = self._waiting.popleft()
+            if not handoff.done():  # done: its checkout gave up as this came back
+                handoff.set_result(item)
+                return
+        super().put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        if not self._waiting and not self.empty():
+            return self.get_nowait()
+        if not block:  # the pool may open a connection instead (its overflow)
+            raise sqlalchemy_queue.Empty()
+        return await_only(self._wait_in_line(within=timeout))
+
+    async def _wait_in_line(self, *, within: float | None) -> ConnectionPoolEntry:
+        handoff: asyncio.Future[ConnectionPoolEntry] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handoff)
+        try:
+            async with asyncio.timeout(within):
+                return await handoff
+        except BaseException as error:
+            if handoff.done() and not handoff.cancelled():
+                # Handed over as the wait ended (timed out, or the request was cut): the
+                # connection goes to the next in line, not lost with this checkout.
+                self.put_nowait(handoff.result())
+            handoff.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(handoff)
+            if isinstance(error, TimeoutError):
+                raise sqlalchemy_queue.Empty() from None  # the pool's TimeoutError
+            raise
+
+
+class FairQueuePool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio pool, serving waiting checkouts first come, first served."""
+
+    _queue_class = _FirstComeFirstServed
+
+
 def _connect_failures_as_database_errors(
     dialect: Dialect, _: object, cargs: list[Any], cparams: dict[str, Any]
 ) -> object:
@@ -224,6 +286,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
+        poolclass=FairQueuePool,
         # Connections dropped by the server (restart, failover) are replaced, not handed out.
         pool_pre_ping=not sqlite,
         connect_args=connect_args,

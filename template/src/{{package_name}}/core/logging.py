@@ -15,6 +15,12 @@ from structlog.typing import Processor
 
 from .settings import LoggingSettings
 
+# The processors of every structlog logger, one list for the life of the process and
+# changed in place: a logger keeps the list it was first used with (the service caches
+# loggers on first use), so an app built later in the same process (tests build several)
+# still reaches the loggers used before it, the access log's among them.
+_PROCESSORS: list[Processor] = []
+
 
 def configure_logging(
     settings: LoggingSettings,
@@ -38,15 +44,16 @@ def configure_logging(
         if settings.json_format
         else structlog.dev.ConsoleRenderer()
     )
+    _PROCESSORS[:] = [
+        # Drop records below the level first, before any processor spends time on them.
+        structlog.stdlib.filter_by_level,
+        *shared,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
     structlog.configure(
-        processors=[
-            # Drop records below the level first, before any processor spends time on them.
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=_PROCESSORS,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
