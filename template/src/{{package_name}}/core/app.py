@@ -6,8 +6,9 @@ declare, enters their lifespans in that order and leaves them in reverse, so not
 changes when a slice is added.
 """
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+import gc
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import structlog
 from fastapi import FastAPI
@@ -34,6 +35,37 @@ from .slices import Slice, offered, ordered
 logger = structlog.stdlib.get_logger(__name__)
 
 
+# CPython starts a collection of its youngest generation once 700 more tracked objects
+# have been made than freed. 32 requests in flight hold more than that, so under load
+# collections ran every few requests and moved what those requests held into the older
+# generations. 10,000 is above what the service holds in flight at a few dozen requests;
+# cyclic garbage waits for at most that many objects (a few MB) before it is collected.
+_YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+@contextmanager
+def _garbage_collection_for_serving() -> Iterator[None]:
+    """Keeps what exists once the service has started (modules, routes, settings, pools:
+    about 150,000 objects) out of the garbage collector's full collections while it
+    serves, and collects the youngest generation less often.
+
+    Measured on an item read on PostgreSQL under 32 concurrent requests, before: full
+    collections about twice a second, each walking every startup object for 75 ms, and
+    the collector took a fifth of the process's CPU. Objects made after startup are
+    collected as before; startup leftovers that were already garbage wait until shutdown.
+    The collector's state is the process's: gc.unfreeze() does not nest, so a test that
+    freezes the heap itself undoes this, which costs speed, not correctness.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], _YOUNG_GENERATION_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ()) -> FastAPI:
     """The application with ``slices``; refuses slices whose declarations conflict."""
     parts = ordered(slices)
@@ -56,7 +88,8 @@ def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ())
             for part in (auth_lifespan, *lifespans):
                 await stack.enter_async_context(part(app))
             logger.info("service started", environment=settings.environment, version=version)
-            yield
+            with _garbage_collection_for_serving():
+                yield
             logger.info("service stopping")
 
     # Swagger UI and ReDoc from files the service serves itself, not from a CDN: the docs
