@@ -168,8 +168,14 @@ class ReadReplicas:
     ) -> "ReadReplicas":
         """Engines for the replicas ``settings`` lists; none connects before it is used."""
         # The primary's pool and timeouts, but a short connect: the primary can serve instead.
+        # And a ping on every checkout: checking out is where a read falls back to the
+        # primary, so a replica stopped or gone silent a moment ago must fail there, within
+        # the connect timeout, not in the read's query.
         as_replica = settings.model_copy(
-            update={"connect_timeout_seconds": settings.replica_connect_timeout_seconds}
+            update={
+                "connect_timeout_seconds": settings.replica_connect_timeout_seconds,
+                "ping_after_idle_seconds": 0,
+            }
         )
         replicas = [
             Replica(
