@@ -25,6 +25,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,7 @@ class Options:
     json_path: Path | None
     pin: bool
     profiles: tuple[str, ...]
+    rounds: int = 1
 
     @property
     def server_core(self) -> int | None:
@@ -254,12 +256,13 @@ def on_core(command: list[str], core: int | None) -> list[str]:
 
 def ratio_parser(description: str) -> argparse.ArgumentParser:
     """The options of a script that compares renders row by row (graphql.py,
-    tenancy.py, throughput.py): seconds per row and of warm-up, wrk's connections, whether
-    to keep the renders. A script adds its own to it."""
+    tenancy.py, throughput.py): seconds per row and of warm-up, wrk's connections, rounds
+    over every row, whether to keep the renders. A script adds its own to it."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--duration", type=int, default=10, help="seconds per row")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per row")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every row")
     parser.add_argument("--keep", action="store_true", help="keep the renders")
     return parser
 
@@ -268,6 +271,8 @@ def ratio_options_from(arguments: argparse.Namespace) -> Options:
     """``ratio_parser``'s arguments as options. Exits when wrk is missing."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
+    if arguments.rounds < 1:
+        sys.exit("--rounds: at least 1")
     return Options(
         duration=arguments.duration,
         warmup=arguments.warmup,
@@ -276,6 +281,7 @@ def ratio_options_from(arguments: argparse.Namespace) -> Options:
         json_path=None,
         pin=False,
         profiles=(),
+        rounds=arguments.rounds,
     )
 
 
@@ -283,8 +289,9 @@ def ratio_options(description: str, argv: Sequence[str] | None) -> Options:
     return ratio_options_from(ratio_parser(description).parse_args(argv))
 
 
-# Given a profile and its render, the environment its server gets beyond the log level,
-# while install, serving and load run inside it (a database of its own, say).
+# Given a profile and its render, the environment its server gets beyond the log level
+# (a database of its own, say), also set while the render is installed. Entered before
+# the profile is installed, left once every row has been loaded.
 Prepare = Callable[[Profile, Path], contextlib.AbstractContextManager[dict[str, str]]]
 # Run once a render is installed and migrated, before it serves (creating a tenant).
 Installed = Callable[[Profile, Path], None]
@@ -295,6 +302,22 @@ Check = Callable[[str, Sequence[int]], None]
 @contextlib.contextmanager
 def _nothing_to_prepare(_profile: Profile, _project: Path) -> Iterator[dict[str, str]]:
     yield {}
+
+
+@contextlib.contextmanager
+def environment_with(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in this process's environment while the block runs (the commands that
+    install a render read it), as it was afterwards."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def compare_renders(
@@ -309,31 +332,70 @@ def compare_renders(
 ) -> tuple[int, list[Result]]:
     """The driver of the scripts that compare renders row by row (graphql.py,
     tenancy.py): each profile rendered from a snapshot of the working tree, installed,
-    served, seeded with items, and each target loaded. The status of ``in_workdir`` and
-    the results, in order."""
+    served, seeded with items and read once; then, with every profile serving, round
+    after round (``options.rounds``) each profile's targets loaded in turn, so that the
+    machine's drift between rounds touches every row alike (``median_ratio`` compares
+    rows round by round). The status of ``in_workdir`` and the results, round after
+    round."""
     results: list[Result] = []
 
     def benchmark(workdir: Path) -> None:
         template = snapshot_working_tree(workdir / "template")
-        with (workdir / "servers.log").open("wb") as log:
+        with (workdir / "servers.log").open("wb") as log, contextlib.ExitStack() as stack:
+            served: list[tuple[Profile, Server, list[int]]] = []
             for profile in profiles:
+                print(f"rendering and installing {profile.name} ...", flush=True)
                 project = render_service(template, workdir, profile)
-                with prepare(profile, project) as env:
+                env = stack.enter_context(prepare(profile, project))
+                with environment_with(env):
                     token = install_service(project)
                     if installed is not None:
                         installed(profile, project)
-                    app = service_app(project)
-                    with serving(app, log, None, APP_LOGGING__LEVEL="WARNING", **env) as server:
-                        ids = seed_items(server.base_url, token, SEED_ITEMS)
-                        read_items(server.base_url, ids)
-                        if check is not None:
-                            check(server.base_url, ids)
-                        for name, path in targets:
-                            target = Target(name, path, "WARNING", profile.name)
-                            results.append(load(server, target, ids, options))
+                app = service_app(project)
+                server = stack.enter_context(
+                    serving(app, log, None, APP_LOGGING__LEVEL="WARNING", **env)
+                )
+                ids = seed_items(server.base_url, token, SEED_ITEMS)
+                read_items(server.base_url, ids)
+                if check is not None:
+                    check(server.base_url, ids)
+                served.append((profile, server, ids))
+            for number in range(1, options.rounds + 1):
+                print(f"round {number} of {options.rounds}:", flush=True)
+                for profile, server, ids in served:
+                    for name, path in targets:
+                        target = Target(name, path, "WARNING", profile.name)
+                        results.append(load(server, target, ids, options))
 
     status = in_workdir(prefix, keep=options.keep, kept="renders, servers.log", benchmark=benchmark)
     return status, results
+
+
+def rounds_of(results: Sequence[Result], profile: str, target: str) -> list[Result]:
+    """One row's results (a profile's target), round after round."""
+    return [r for r in results if r.target.profile == profile and r.target.name == target]
+
+
+def median_ratio(
+    results: Sequence[Result], row: tuple[str, str], base: tuple[str, str]
+) -> float | None:
+    """The median over the rounds of one row's RPS divided by another's in the same
+    round (each a profile and a target); None if either had a wrk error in any round (a
+    refusal costs less than an answer: its RPS would flatter the row)."""
+    pairs = list(zip(rounds_of(results, *row), rounds_of(results, *base), strict=True))
+    if not pairs or any(
+        a.stats.error_count or b.stats.error_count or not b.stats.rps for a, b in pairs
+    ):
+        return None
+    return statistics.median(a.stats.rps / b.stats.rps for a, b in pairs)
+
+
+def median_of(results: Sequence[Result], profile: str, target: str, value: str) -> float:
+    """The median over the rounds of a row's ``rps`` or ``cpu`` (µs per request)."""
+    found = rounds_of(results, profile, target)
+    if value == "rps":
+        return statistics.median(result.stats.rps for result in found)
+    return statistics.median(result.cpu_us_per_request for result in found)
 
 
 def result_lines(results: Sequence[Result]) -> str:

@@ -13,18 +13,19 @@ tenancy alone. PostgreSQL profiles get a database of their own on the server
 The tenant render serves with ``APP_TENANCY__DEFAULT_TENANT`` naming its one tenant, so
 wrk's anonymous reads go through the whole of tenant resolution (the directory lookup,
 the request's context, the usage meter's count) with no token to verify: the single-tenant
-row verifies none either. Goal: each tenant row at 0.9 of its single-tenant row's RPS or
-more.
+row verifies none either. Every profile serves at once and is loaded round after round
+(``--rounds``), so that the machine's drift touches single and tenant rows alike; each
+ratio is the median of the rounds' ratios. Goal: each tenant row at 0.9 of its
+single-tenant row's RPS or more.
 
 Needs wrk, and psql for the PostgreSQL rows. Run from the repository root::
 
-    uv run python benchmarks/tenancy.py [--duration 10] [--keep]
+    uv run python benchmarks/tenancy.py [--rounds 3] [--duration 10] [--keep]
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,40 +73,42 @@ def profiles() -> list[Any]:
 
 
 @contextlib.contextmanager
-def database_of(profile: Any) -> Iterator[None]:
-    """For a PostgreSQL profile, ``APP_DATABASE__URL`` names a new database of its own
-    while the block runs (the harness's commands and servers read the environment)."""
+def database_of(profile: Any) -> Iterator[dict[str, str]]:
+    """For a PostgreSQL profile, ``APP_DATABASE__URL`` naming a new database of its own,
+    dropped after; nothing for SQLite (each render has its own file)."""
     if profile.answers.get("database") != "postgresql":
-        yield
+        yield {}
         return
     import run as harness
 
     with harness.postgres_database() as url:
-        os.environ["APP_DATABASE__URL"] = url
-        try:
-            yield
-        finally:
-            del os.environ["APP_DATABASE__URL"]
+        yield {"APP_DATABASE__URL": url}
 
 
 def ratio_table(results: Sequence[Any]) -> str:
+    """Each tenant row against its single-tenant row: the medians over the rounds, and
+    the median of the rounds' ratios."""
+    import run as harness
+
     lines = [
         "| read (single, tenants) | single-tenant RPS | tenants RPS | tenants / single "
         "| CPU µs/req (single, tenants) | goal |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
-    by_profile = {result.target.profile: result for result in results}
+    target = ITEM[0]
     for single, tenants in PAIRS:
-        if single not in by_profile or tenants not in by_profile:
+        if not harness.rounds_of(results, single, target) or not harness.rounds_of(
+            results, tenants, target
+        ):
             continue
-        base, measured = by_profile[single], by_profile[tenants]
-        ratio = measured.stats.rps / base.stats.rps if base.stats.rps else 0.0
-        verdict = "met" if ratio >= RATIO_GOAL else "missed"
+        ratio = harness.median_ratio(results, (tenants, target), (single, target))
+        shown = "errors" if ratio is None else f"{ratio:.2f}"
+        verdict = "not measured" if ratio is None else "met" if ratio >= RATIO_GOAL else "missed"
+        rps = [harness.median_of(results, name, target, "rps") for name in (single, tenants)]
+        cpu = [harness.median_of(results, name, target, "cpu") for name in (single, tenants)]
         lines.append(
-            f"| {single}, {tenants} | {base.stats.rps:.0f} | {measured.stats.rps:.0f} "
-            f"| {ratio:.2f} "
-            f"| {base.cpu_us_per_request:.0f}, {measured.cpu_us_per_request:.0f} "
-            f"| ≥ {RATIO_GOAL} {verdict} |"
+            f"| {single}, {tenants} | {rps[0]:.0f} | {rps[1]:.0f} | {shown} "
+            f"| {cpu[0]:.0f}, {cpu[1]:.0f} | ≥ {RATIO_GOAL} {verdict} |"
         )
     return "\n".join(lines)
 
@@ -120,9 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     @contextlib.contextmanager
     def served_as(profile: Any, _project: Path) -> Iterator[dict[str, str]]:
         """A database of its own; with tenants, anonymous reads act for the one created."""
-        with database_of(profile):
-            multi = profile.answers.get("multi_tenancy")
-            yield {"APP_TENANCY__DEFAULT_TENANT": TENANT} if multi else {}
+        with database_of(profile) as env:
+            if profile.answers.get("multi_tenancy"):
+                env = {**env, "APP_TENANCY__DEFAULT_TENANT": TENANT}
+            yield env
 
     def create_the_tenant(profile: Any, project: Path) -> None:
         if profile.answers.get("multi_tenancy"):

@@ -99,13 +99,12 @@ class Row:
     results: dict[str, list[harness.Result]] = field(default_factory=dict)
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[harness.Options, int, bool]:
+def parse_args(argv: Sequence[str] | None) -> tuple[harness.Options, bool]:
     parser = harness.ratio_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over every row")
     parser.add_argument("--exporting", action="store_true", help="add the exporting rows")
     parser.set_defaults(duration=8)
     arguments = parser.parse_args(argv)
-    return harness.ratio_options_from(arguments), arguments.rounds, arguments.exporting
+    return harness.ratio_options_from(arguments), arguments.exporting
 
 
 def render(template: Path, workdir: Path, name: str, database_url: str) -> tuple[Path, str]:
@@ -229,7 +228,8 @@ def databases(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, rounds, exporting = parse_args(argv)
+    options, exporting = parse_args(argv)
+    rounds = options.rounds
     harness.stop_cleanly_on_signals()
     printed: list[str] = []
 
