@@ -20,11 +20,11 @@ with Redis. Each render is installed with ``uv sync --no-dev``.
   every counted answer, the security headers on every answer where protection is on).
 * **Over HTTP** (``--no-http`` skips it). Serves each render with run.py's uvicorn
   options (the on renders with the slice's header-deadline protocol, as its ``serve``
-  runs them) and loads ``GET /health/live`` (counted, one limit, where protection is on)
+  runs them) and loads ``GET /health/ready`` (counted, one limit, where protection is on)
   with wrk next to the bare FastAPI app (run.py's serving, wrk and table code): the
   server's CPU per request, on against off.
 * ``--profile`` also runs, in the first repeat of each on render, the counted
-  ``GET /health/live`` through the app as is and through the same app with the slice's
+  ``GET /health/ready`` through the app as is and through the same app with the slice's
   middleware removed (timed, then cProfile's own time per function, the difference),
   and times each step of the middleware on its own.
 
@@ -128,11 +128,14 @@ class Request:
 # database work, but the JSON limits, the body read and the token's verification.
 POST_BODY = json.dumps({"name": "bench item", "price_cents": -1}).encode()
 REQUESTS: dict[str, Request] = {
-    "GET /health/live": Request("GET", "/health/live", False, b"", 200),
-    "GET /health/live + token": Request("GET", "/health/live", True, b"", 200),
+    "GET /health/ready": Request("GET", "/health/ready", False, b"", 200),
+    "GET /health/ready + token": Request("GET", "/health/ready", True, b"", 200),
     "POST /api/v1/items + token (422)": Request("POST", "/api/v1/items", True, POST_BODY, 422),
 }
 HEALTH, TOKEN, POST = REQUESTS
+# /health/ready, not /health/live: the liveness probe is answered before every layer
+# (the service's core/health.py), so it would measure none of the slice. Readiness runs
+# its checks (one SQLite query) in both renders alike.
 
 
 @dataclass(frozen=True)
@@ -465,7 +468,7 @@ async def _steps(app: Any, two_app: Any | None, token: str) -> list[dict[str, An
         ("filters.check (method, URL, query, headers, content type)",
          lambda: protection.filters.check(scope)),
         ("deny rules: rules.current().match (none configured)",
-         lambda: protection.rules.current().match("127.0.0.1", "bench/1.0", "/health/live")),
+         lambda: protection.rules.current().match("127.0.0.1", "bench/1.0", "/health/ready")),
         ("anomaly: matched_rules (5 regular expressions)",
          lambda: anomaly.matched_rules(scope, "bench/1.0")),
         ("the whole screen (_screen: the three above)",
@@ -710,7 +713,7 @@ def profile_report(name: str, run: dict[str, Any]) -> str:
     median, profiled = profile["median_us"], profile["profiled_us"]
     lines = [
         "",
-        f"[{name}] GET /health/live counted (one limit), one process: the app as is against "
+        f"[{name}] GET /health/ready counted (one limit), one process: the app as is against "
         f"the same app with the slice's middleware removed, {profile['requests']:,} requests "
         f"each, taking turns",
         f"  timed: {median['on']:.1f} against {median['stripped']:.1f} µs median, "
@@ -757,7 +760,7 @@ HTTP_ROWS = [
 
 
 def run_http(projects: dict[str, Path], workdir: Path, args: argparse.Namespace) -> list[Any]:
-    """``GET /health/live`` over HTTP: the bare app, then each render (counted where on)."""
+    """``GET /health/ready`` over HTTP: the bare app, then each render (counted where on)."""
     import run as harness
 
     options = harness.Options(
@@ -776,7 +779,7 @@ def run_http(projects: dict[str, Path], workdir: Path, args: argparse.Namespace)
             if guarded:
                 app = replace(app, uvicorn_options=(*app.uvicorn_options, "--http", GUARDED))
             with harness.serving(app, log, options.server_core, **env) as server:
-                target = harness.Target("health live", "/health/live", "WARNING", label)
+                target = harness.Target("health ready", "/health/ready", "WARNING", label)
                 results.append(harness.load(server, target, [], options))
     return results
 

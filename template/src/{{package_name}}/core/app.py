@@ -9,16 +9,18 @@ changes when a slice is added.
 import gc
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .. import SERVICE_NAME
 from .auth.dependencies import auth_lifespan
 from .errors import document_problems, install_error_handlers
-from .health import ReadinessChecks
+from .health import LIVENESS_PATH, LivenessFirst, ReadinessChecks
 from .health import router as health_router
 from .http_semantics import HeadAsGetMiddleware
 from .logging import configure_logging
@@ -64,6 +66,33 @@ def _garbage_collection_for_serving() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _answer_liveness_first(app: FastAPI) -> None:
+    """Puts ``LivenessFirst`` around the whole middleware stack, the slices'
+    instrumentation included (core/health.py says why), and has the OpenAPI document say
+    that the probe answers only 200. Done after every slice has wrapped
+    ``build_middleware_stack`` (as the tracing slice does) and ``openapi`` (the errors a
+    layer can answer), so both are the outermost; Starlette builds the stack at the first
+    request."""
+    build_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return LivenessFirst(build_stack())
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = document()
+        probe = schema["paths"].get(LIVENESS_PATH, {}).get("get")
+        if first and probe is not None:
+            # No layer sees the probe: none of their refusals can answer it.
+            probe["responses"] = {"200": probe["responses"]["200"]}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ()) -> FastAPI:
@@ -139,4 +168,5 @@ def build_app(settings: Settings, *, version: str, slices: Sequence[Slice] = ())
     for part in parts:
         if part.instrument is not None:
             part.instrument(app, extensions)
+    _answer_liveness_first(app)
     return app

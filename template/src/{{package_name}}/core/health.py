@@ -1,6 +1,14 @@
 """Liveness and readiness endpoints.
 
 Liveness says the process can serve HTTP; readiness says whether it can serve requests.
+``GET`` and ``HEAD /health/live`` are answered by :class:`LivenessFirst` before any
+middleware runs (``core/app.py`` puts it outermost). A probe queued behind the request
+deadline, the rate limits and the concurrency caps could fail under load, and a failed
+liveness probe restarts the instance that was busiest. The probe is not logged, counted
+or traced either: probes every few seconds from every replica would crowd the access log
+and the request metrics, and Prometheus's ``up`` already says whether an instance
+answers. The route below stays for the OpenAPI document and the other methods' 405.
+
 Each slice that owns a connection registers a readiness check from its lifespan, so this
 module never needs to know which backends the service was generated with. A check is
 critical when the service cannot serve without it: only those fail readiness. The others
@@ -16,6 +24,7 @@ from typing import Literal
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Check = Callable[[], Awaitable[None]]
 
@@ -37,6 +46,38 @@ class CheckResult(BaseModel):
 
 class Liveness(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+LIVENESS_PATH = "/health/live"
+_PROBE_METHODS = frozenset({"GET", "HEAD"})
+_LIVENESS_BODY = Liveness().model_dump_json().encode()
+_LIVENESS_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_LIVENESS_BODY)).encode()),
+    # A cache between the prober and the service must not answer for a dead process.
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class LivenessFirst:
+    """Answers ``GET`` and ``HEAD /health/live`` itself, 200 with ``{"status":"ok"}`` as
+    the route would (no body for HEAD); passes every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != LIVENESS_PATH
+            or scope["method"] not in _PROBE_METHODS
+        ):
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _LIVENESS_HEADERS})
+        body = b"" if scope["method"] == "HEAD" else _LIVENESS_BODY
+        await send({"type": "http.response.body", "body": body})
 
 
 class Readiness(BaseModel):
@@ -80,8 +121,13 @@ def readiness_checks(app: FastAPI) -> ReadinessChecks:
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live")
+@router.get(
+    "/live",
+    description="Answered before every middleware (no request id, log line, metric or "
+    "span): it says only that the process serves HTTP.",
+)
 async def live() -> Liveness:
+    # Reached only by an app built without core/app.py's LivenessFirst.
     return Liveness()
 
 

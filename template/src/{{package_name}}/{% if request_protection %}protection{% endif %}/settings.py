@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.health import LIVENESS_PATH
+
 Strategy = Literal["sliding-window-counter", "moving-window", "fixed-window"]
 # "user" is the token's subject (within its tenant) when the request carries a valid token,
 # else the client's address; "tenant" is all of one tenant's requests together (a noisy
@@ -170,6 +172,19 @@ class PrivatePaths(BaseModel):
     # A bearer token that also admits the caller (Prometheus' `authorization` setting);
     # empty: none.
     token: SecretStr | None = None
+
+    @field_validator("paths")
+    @classmethod
+    def _not_the_liveness_probe(cls, paths: list[str]) -> list[str]:
+        # The probe is answered before this slice's middleware (core/health.py): a prefix
+        # of it here would look private and not be.
+        covering = [path for path in paths if LIVENESS_PATH.startswith(path)]
+        if covering:
+            raise ValueError(
+                f"{covering[0]!r} covers {LIVENESS_PATH}, which is answered before request "
+                "protection and cannot be private"
+            )
+        return paths
 
     @field_validator("token")
     @classmethod
