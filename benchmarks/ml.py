@@ -39,7 +39,8 @@ logistic regression, as champion v1), all with run.py's helpers. Then:
   /api/v1/models/iris/predict`` with the bearer token and one row (``input``), and at 1 and
   32 connections 100 rows (``inputs``). Requests per model call from the
   slice's ``app_ml_batch_requests`` histogram on ``/metrics`` (before and after each row,
-  its warm-up included). ``GET /health/live`` once, for the service's own floor.
+  its warm-up included). ``GET /health/live`` once, for the server's floor (the probe is
+  answered before the service's middleware).
 
 No timing is asserted; the tables print the figures and their ratios: in process against
 the direct call (the limit), micro-batched against not, over HTTP against in process.
