@@ -376,13 +376,11 @@ def rounds_of(results: Sequence[Result], profile: str, target: str) -> list[Resu
     return [r for r in results if r.target.profile == profile and r.target.name == target]
 
 
-def median_ratio(
-    results: Sequence[Result], row: tuple[str, str], base: tuple[str, str]
-) -> float | None:
-    """The median over the rounds of one row's RPS divided by another's in the same
-    round (each a profile and a target); None if either had a wrk error in any round (a
+def median_ratio_of(rows: Sequence[Result], bases: Sequence[Result]) -> float | None:
+    """The median over the rounds of a row's RPS divided by its base row's in the same
+    round (both lists round after round); None if either had a wrk error in any round (a
     refusal costs less than an answer: its RPS would flatter the row)."""
-    pairs = list(zip(rounds_of(results, *row), rounds_of(results, *base), strict=True))
+    pairs = list(zip(rows, bases, strict=True))
     if not pairs or any(
         a.stats.error_count or b.stats.error_count or not b.stats.rps for a, b in pairs
     ):
@@ -390,12 +388,23 @@ def median_ratio(
     return statistics.median(a.stats.rps / b.stats.rps for a, b in pairs)
 
 
-def median_of(results: Sequence[Result], profile: str, target: str, value: str) -> float:
+def median_ratio(
+    results: Sequence[Result], row: tuple[str, str], base: tuple[str, str]
+) -> float | None:
+    """``median_ratio_of`` two rows of ``results``, each a profile and a target."""
+    return median_ratio_of(rounds_of(results, *row), rounds_of(results, *base))
+
+
+def median_value(found: Sequence[Result], value: str) -> float:
     """The median over the rounds of a row's ``rps`` or ``cpu`` (µs per request)."""
-    found = rounds_of(results, profile, target)
     if value == "rps":
         return statistics.median(result.stats.rps for result in found)
     return statistics.median(result.cpu_us_per_request for result in found)
+
+
+def median_of(results: Sequence[Result], profile: str, target: str, value: str) -> float:
+    """``median_value`` of one row of ``results`` (a profile's target)."""
+    return median_value(rounds_of(results, profile, target), value)
 
 
 def result_lines(results: Sequence[Result]) -> str:

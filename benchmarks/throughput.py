@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -139,12 +138,7 @@ def load_round(rows: Sequence[Row], options: harness.Options) -> None:
 
 
 def ratio(row: Row, base: Row, route: str) -> float | None:
-    """The median of the rounds' ratios; None if either row had an error in any round
-    (a 4xx or 5xx costs less than an answer: its RPS would flatter the row)."""
-    pairs = list(zip(row.results[route], base.results[route], strict=True))
-    if any(a.stats.error_count or b.stats.error_count or not b.stats.rps for a, b in pairs):
-        return None
-    return statistics.median(a.stats.rps / b.stats.rps for a, b in pairs)
+    return harness.median_ratio_of(row.results[route], base.results[route])
 
 
 def shown(value: float | None, goal: float | None) -> tuple[str, str]:
@@ -167,9 +161,7 @@ def check(row: Row) -> None:
 
 
 def median_of(row: Row, route: str, value: str) -> float:
-    if value == "rps":
-        return statistics.median(result.stats.rps for result in row.results[route])
-    return statistics.median(result.cpu_us_per_request for result in row.results[route])
+    return harness.median_value(row.results[route], value)
 
 
 def report(rows: Sequence[Row]) -> str:
